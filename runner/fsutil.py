@@ -11,6 +11,10 @@ import os
 import tempfile
 from pathlib import Path
 
+# Read once at import: os.umask can only be read by setting it, which races with other threads.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def atomic_write(path: str | Path, data: bytes | str, *, encoding: str = "utf-8") -> None:
     """Replace `path` with `data` atomically, creating parent folders as needed.
@@ -35,9 +39,7 @@ def atomic_write(path: str | Path, data: bytes | str, *, encoding: str = "utf-8"
             os.chmod(tmp, mode)
         else:
             # mkstemp creates 0600 files; give new files the usual umask-based permissions.
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
+            os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -1,8 +1,439 @@
-"""Command line (placeholder until the core lands)."""
+"""The `runner` command line.
+
+Commands import what they need when they run, so `runner --help` and a no-op `runner run` stay
+fast. Bad input of any kind ends with one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from runner import __version__
+from runner.errors import UserError
 
-@click.group()
-def main() -> None:
-    """runner: make for spec-driven AI development."""
+if TYPE_CHECKING:
+    from runner.plan import Plan, Verdict
+    from runner.project import Project
+    from runner.state import State
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UserError as e:
+            click.echo(f"runner: {e}", err=True)
+            ctx.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("runner: interrupted", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="runner")
+@click.option(
+    "-C",
+    "directory",
+    metavar="DIR",
+    type=click.Path(exists=True, file_okay=False),
+    help="Run as if started in DIR.",
+)
+@click.pass_context
+def main(ctx: click.Context, directory: str | None) -> None:
+    """make for spec-driven AI development: runs the phase agents whose inputs changed."""
+    ctx.obj = Path(directory or ".").resolve()
+
+
+def _root() -> Path:
+    return click.get_current_context().find_root().obj
+
+
+def _open(create: bool = True) -> tuple[Project, State]:
+    from runner.project import Project
+    from runner.state import State
+
+    root = _root()
+    state = State.open(root, create=create)
+    return Project(root, state), state
+
+
+def _evaluate(project: Project, state: State, specs: tuple[str, ...] = (), force: bool = False):
+    from runner.fingerprint import Fingerprints
+    from runner.plan import build_plan
+    from runner.specs import select_specs
+
+    chosen = select_specs(project.specs, specs)
+    plan = build_plan(project, Fingerprints(project.root, state.file_rows()), specs=chosen)
+    records = state.jobs()
+    verdicts = plan.evaluate(records, force=force)
+    return plan, records, verdicts
+
+
+# --- run -----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("specs", nargs=-1)
+@click.option(
+    "--phase", "phases", multiple=True, metavar="P", help="Only this phase (and what it needs). Repeatable."
+)
+@click.option(
+    "--task", "task", metavar="ID", help="Only the job of this task (with --phase, or the each-task phase)."
+)
+@click.option("--notes", default="", help="Notes for the agents ({{notes}} in prompts).")
+@click.option("-j", "--jobs", "parallel", default=1, show_default=True, help="Jobs to run at once.")
+@click.option("-n", "--dry-run", is_flag=True, help="Show what would run, and why; run nothing.")
+@click.option("--force", is_flag=True, help="Run the selected jobs even if up to date or blocked.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON event per line.")
+def run(
+    specs: tuple[str, ...],
+    phases: tuple[str, ...],
+    task: str | None,
+    notes: str,
+    parallel: int,
+    dry_run: bool,
+    force: bool,
+    as_json: bool,
+) -> None:
+    """Bring stale jobs up to date. Exit 0: all done; 1: a job failed or is blocked; 2: bad input."""
+    from runner.lock import ProjectLock, command_line
+
+    project, state = _open(create=not dry_run)
+    reporter = _reporter(as_json)
+    try:
+        if dry_run:
+            plan, _, verdicts = _evaluate(project, state, specs)
+            ids = _selection(plan, verdicts, phases, task, force)
+            reporter(
+                "plan", jobs=[{"job": j, "reasons": list(verdicts[j].reasons)} for j in ids], dry_run=True
+            )
+            return
+        with ProjectLock(project.root, command_line()):
+            from runner.execute import recover
+
+            for job_id in recover(project, state):
+                reporter("error", message=f"{job_id} was interrupted last time; it will run again")
+            code = run_once(project, state, reporter, specs, phases, task, notes, parallel, force)
+        sys.exit(code)
+    finally:
+        reporter.close()
+
+
+def run_once(
+    project: Project,
+    state: State,
+    reporter: Any,
+    specs: tuple[str, ...] = (),
+    phases: tuple[str, ...] = (),
+    task: str | None = None,
+    notes: str = "",
+    parallel: int = 1,
+    force: bool = False,
+) -> int:
+    """Plan, run what is stale, report; the exit code of `runner run`."""
+    from runner.execute import Executor
+
+    plan, _, verdicts = _evaluate(project, state, specs, force)
+    ids = _selection(plan, verdicts, phases, task, force)
+    state.save_file_rows(plan.fingerprints.take_updates())
+    _check_credentials(plan, ids)
+    executor = Executor(project, state, plan, reporter, parallel=parallel, notes=notes)
+    results = executor.run(ids, verdicts)
+    reporter("summary", counts=_counts(results))
+    unfinished = [v for j, v in verdicts.items() if j not in ids and v.state in ("blocked", "failed")]
+    bad = any(r.status != "done" for r in results.values()) or (not ids and unfinished)
+    return 1 if bad else 0
+
+
+def _selection(
+    plan: Plan, verdicts: dict[str, Verdict], phases: tuple[str, ...], task: str | None, force: bool
+) -> list[str]:
+    """The jobs to run: stale ones among those selected, plus their stale upstream (as make does)."""
+    from runner.plan import dependency_order
+
+    jobs = plan.jobs
+    for p in phases:
+        plan.project.workflow.phase(p)
+    selected = [
+        j
+        for j, job in jobs.items()
+        if (not phases or job.phase.name in phases) and (task is None or _task_matches(job, task))
+    ]
+    if task is not None and not selected:
+        raise UserError(
+            f"no open task group '{task}' in the selected specs (see `runner tasks SPEC/tasks.md`)"
+        )
+    wanted: set[str] = set()
+
+    def pull(job_id: str) -> None:
+        if job_id in wanted:
+            return
+        if verdicts[job_id].must_run or (force and job_id in selected):
+            wanted.add(job_id)
+        for up in jobs[job_id].upstream:
+            if up in jobs and verdicts[up].must_run:
+                pull(up)
+
+    for job_id in selected:
+        pull(job_id)
+    return [j for j in dependency_order(jobs) if j in wanted]
+
+
+def _task_matches(job: Any, task: str) -> bool:
+    return job.group is not None and (job.group.id == task or job.id.endswith(":" + task))
+
+
+def _check_credentials(plan: Plan, ids: list[str]) -> None:
+    import os
+
+    needs_key = [j for j in ids if plan.jobs[j].phase.agent and plan.jobs[j].phase.provider == "anthropic"]
+    if needs_key and not (os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_AUTH_TOKEN")):
+        raise UserError(
+            f"{needs_key[0]} runs an agent on the Anthropic API: set ANTHROPIC_API_KEY "
+            "(or use `provider: command` in the workflow to run a CLI agent)"
+        )
+
+
+def _counts(results: dict[str, Any]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in results.values():
+        counts[r.status] = counts.get(r.status, 0) + 1
+    return counts
+
+
+def _reporter(as_json: bool) -> Any:
+    from runner.display import Console, JsonLines
+
+    return JsonLines() if as_json else Console()
+
+
+# --- status / explain ------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("specs", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def status(specs: tuple[str, ...], as_json: bool) -> None:
+    """Every job with its state and why."""
+    project, state = _open(create=False)
+    plan, _, verdicts = _evaluate(project, state, specs)
+    rows = []
+    for job_id, v in verdicts.items():
+        job = plan.jobs[job_id]
+        last = state.last_run(job_id)
+        rows.append(
+            {
+                "job": job_id,
+                "spec": job.spec.name,
+                "phase": job.phase.name,
+                "task": job.task_id,
+                "state": v.state,
+                "reasons": list(v.reasons),
+                "last_run": _last_run_json(last),
+            }
+        )
+    if as_json:
+        import json
+
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no jobs: no specs found under " + ", ".join(project.workflow.spec_roots))
+        return
+    from runner.display import usage_text
+
+    width = min(max(len(r["job"]) for r in rows), 40)
+    for r in rows:
+        last = r["last_run"]
+        usage = ""
+        if last and last.get("tokens"):
+            t = last["tokens"]
+            usage = usage_text(last.get("turns") or 0, sum(t.values()), last.get("cost_usd") or 0.0)
+        why = "; ".join(r["reasons"])
+        click.echo(
+            f"{r['job']:<{width}}  {r['state']:<17} {' · '.join(x for x in (why, usage) if x)}".rstrip()
+        )
+
+
+def _last_run_json(run: dict[str, Any] | None) -> dict[str, Any] | None:
+    if run is None:
+        return None
+    return {
+        "status": run["status"],
+        "reason": run["reason"],
+        "started": run["started"],
+        "finished": run["finished"],
+        "model": run["model"],
+        "turns": run["turns"],
+        "tokens": {
+            "input": run["input_tokens"] or 0,
+            "output": run["output_tokens"] or 0,
+            "cache_read": run["cache_read_tokens"] or 0,
+            "cache_write": run["cache_write_tokens"] or 0,
+        },
+        "cost_usd": run["cost_usd"] or 0.0,
+    }
+
+
+@main.command()
+@click.argument("job")
+def explain(job: str) -> None:
+    """Why a job is stale (or up to date), in words."""
+    import time
+
+    project, state = _open(create=False)
+    spec_name = job.split(":", 1)[0]
+    plan, _, verdicts = _evaluate(project, state, (spec_name,) if ":" in job else ())
+    v = verdicts.get(job)
+    if v is None:
+        import difflib
+
+        close = difflib.get_close_matches(job, list(verdicts), n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else " (see `runner status`)"
+        raise UserError(f"no job '{job}'{hint}")
+    if v.state == "up-to-date":
+        click.echo(f"{job} is up to date.")
+    else:
+        click.echo(f"{job} is {v.state}:")
+        for reason in v.reasons:
+            click.echo(f"  - {reason}")
+    last = state.last_run(job)
+    if last:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(last["finished"] or last["started"]))
+        detail = f": {last['reason']}" if last["reason"] else ""
+        click.echo(f"Last run: {last['status']} at {when}{detail}")
+    upstream = plan.jobs[job].upstream
+    if upstream:
+        click.echo("Depends on: " + ", ".join(upstream))
+
+
+# --- init / clean / log -------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("directory", required=False, type=click.Path(file_okay=False))
+def init(directory: str | None) -> None:
+    """Scaffold a project: workflow, agents, an example spec, artifacts/, .gitignore lines."""
+    from runner.scaffold import scaffold
+
+    target = Path(directory).resolve() if directory else _root()
+    for line in scaffold(target):
+        click.echo(line)
+
+
+@main.command()
+@click.argument("specs", nargs=-1)
+def clean(specs: tuple[str, ...]) -> None:
+    """Remove the artifacts and state of the given specs (default: all)."""
+    import shutil
+
+    from runner.lock import ProjectLock, command_line
+    from runner.specs import select_specs
+
+    project, state = _open()
+    with ProjectLock(project.root, command_line()):
+        chosen = select_specs(project.specs, specs)
+        names = {s.name for s in chosen}
+        removed = 0
+        for spec in chosen:
+            for phase in project.workflow.phases:
+                folder = project.artifacts_dir(spec, phase)
+                if folder.exists():
+                    shutil.rmtree(folder)
+                    removed += 1
+        forget = [j for j in state.jobs() if j.split(":", 1)[0] in names]
+        state.forget(forget)
+    click.echo(
+        f"removed {removed} artifact folder{'s' if removed != 1 else ''} and {len(forget)} job records"
+    )
+
+
+@main.command()
+@click.argument("job")
+def log(job: str) -> None:
+    """Show a job's transcript (agents) or log (commands)."""
+    from runner.artifacts import job_dir
+    from runner.transcript import render_transcript
+
+    project, _ = _open(create=False)
+    parts = job.split(":")
+    if len(parts) < 2:
+        raise UserError(f"'{job}' is not a job id (SPEC:PHASE or SPEC:PHASE:TASK)")
+    spec = project.spec(parts[0])
+    folder = job_dir(project.artifacts_dir(spec, parts[1]), parts[2] if len(parts) > 2 else None)
+    transcript, log_file = folder / "transcript.jsonl", folder / "log"
+    if transcript.exists():
+        for line in render_transcript(transcript):
+            click.echo(line)
+    elif log_file.exists():
+        click.echo(log_file.read_text(encoding="utf-8", errors="replace"), nl=False)
+    else:
+        raise UserError(f"{job} has no transcript or log yet (looked in {project.rel(folder)})")
+
+
+# --- tasks.md ------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (a flat list in document order).")
+def tasks(path: str, as_json: bool) -> None:
+    """List the tasks of one tasks.md."""
+    from runner.tasks import load_tasks
+
+    task_list = load_tasks(_path(path))
+    if as_json:
+        import json
+
+        click.echo(json.dumps(task_list.to_json(), indent=2, ensure_ascii=False))
+        return
+    width = max((len(t.id) for t in task_list.tasks), default=2)
+    for t in task_list.tasks:
+        box = {"done": "x", "in-progress": "-"}.get(t.state, " ")
+        depth = 0
+        parent = t.parent
+        while parent is not None:
+            depth += 1
+            parent = task_list.get(parent).parent
+        optional = " (optional)" if t.optional else ""
+        click.echo(f"{t.line:>5}  [{box}] {'  ' * depth}{t.id:<{width}}  {t.title}{optional}")
+
+
+@main.command()
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.argument("task_id")
+def check(path: str, task_id: str) -> None:
+    """Tick one task's box, changing nothing else."""
+    _set_checked(path, task_id, True)
+
+
+@main.command()
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.argument("task_id")
+def uncheck(path: str, task_id: str) -> None:
+    """Untick one task's box, changing nothing else."""
+    _set_checked(path, task_id, False)
+
+
+def _set_checked(path: str, task_id: str, checked: bool) -> None:
+    from runner.tasks import set_checked
+
+    changed = set_checked(_path(path), task_id, checked)
+    word = "ticked" if checked else "unticked"
+    click.echo(f"{word} {task_id}" if changed else f"{task_id} was already {word}")
+
+
+def _path(path: str) -> Path:
+    p = Path(path)
+    p = p if p.is_absolute() else _root() / p
+    if not p.is_file():
+        raise UserError(f"no such file: {path}")
+    return p
+
+
+if __name__ == "__main__":
+    main()

@@ -7,6 +7,7 @@ renamed over the target. The target's permission bits are kept.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -42,10 +43,8 @@ def atomic_write(path: str | Path, data: bytes | str, *, encoding: str = "utf-8"
             os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
 
 

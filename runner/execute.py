@@ -1,0 +1,386 @@
+"""Execution: run jobs in dependency order, up to N at a time.
+
+Each job runs in a daemon thread; the scheduler (the caller's thread) starts a job once all its
+upstream and order-only predecessors in this run are done, and skips the dependants of a job that
+did not finish `done`, while unrelated jobs go on. A job's signature is taken when it starts,
+from what it is about to read, so an edit made while it runs leaves it stale.
+
+Stopping: `stop()` starts no new jobs and lets running ones finish their current step;
+`cancel()` kills them. A job's record says `running` until it ends, so a runner killed outright
+leaves jobs that the next run sees as interrupted (see `recover`).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner.artifacts import job_dir, write_json
+from runner.plan import Job, Plan, Verdict, dependency_order, signature
+from runner.project import Project
+from runner.shell import run_command
+from runner.state import State, Usage
+
+Emit = Callable[..., None]
+_WAIT = object()  # a job's predecessors have not finished yet
+
+
+@dataclass
+class JobResult:
+    status: str  # done | partial | blocked | failed | cancelled | awaiting-approval
+    reason: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    ticked: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)  # extra run.json fields
+
+
+@dataclass
+class JobContext:
+    project: Project
+    state: State
+    job: Job
+    signature: str
+    components: dict[str, str]
+    run_id: int
+    phase_dir: Path
+    dir: Path  # this job's own folder (run.json, log, transcript)
+    stopping: threading.Event  # finish the current step, then stop
+    cancelled: threading.Event  # stop now
+    emit: Emit
+    notes: str = ""
+    feedback: str = ""
+    started: float = field(default_factory=time.time)
+
+    @property
+    def log_path(self) -> Path:
+        return self.dir / "log"
+
+    def env(self) -> dict[str, str]:
+        """The environment of the user's own commands (`run:`, `verify:`): theirs, plus where they are."""
+        return {
+            **os.environ,
+            "RUNNER_SPEC": self.job.spec.path,
+            "RUNNER_SPEC_NAME": self.job.spec.name,
+            "RUNNER_PHASE": self.job.phase.name,
+            "RUNNER_JOB": self.job.id,
+            "RUNNER_ARTIFACTS": str(self.phase_dir),
+            **({"RUNNER_TASK": self.job.task_id} if self.job.task_id else {}),
+        }
+
+    def fill(self, command: str) -> str:
+        return command.replace("{spec}", self.job.spec.path).replace("{name}", self.job.spec.name)
+
+
+def run_shell_job(ctx: JobContext) -> JobResult:
+    phase = ctx.job.phase
+    assert phase.run is not None
+    command = ctx.fill(phase.run)
+    ctx.dir.mkdir(parents=True, exist_ok=True)
+    with open(ctx.log_path, "wb") as log:
+        log.write(f"$ {command}\n".encode())
+        log.flush()
+        result = run_command(
+            command,
+            cwd=ctx.project.root,
+            env=ctx.env(),
+            output=log,
+            timeout=phase.timeout,
+            cancelled=ctx.cancelled,
+        )
+    where = ctx.project.rel(ctx.log_path)
+    if result.cancelled:
+        _remove_outputs_written_since(ctx.project.root, ctx.job.outputs, ctx.started)
+        return JobResult("cancelled", "cancelled; outputs it was writing were removed")
+    if not result.ok:
+        return JobResult("failed", f"{result.describe(phase.timeout)} (see {where})")
+    missing = [o for o in ctx.job.outputs if not (ctx.project.root / o).exists()]
+    if missing:
+        return JobResult("failed", f"the command succeeded but did not create {missing[0]}")
+    return JobResult("done")
+
+
+def _remove_outputs_written_since(root: Path, outputs: tuple[str, ...], since: float) -> list[str]:
+    """make's rule for interrupted targets: a half-written output must not look up to date."""
+    removed = []
+    for out in outputs:
+        path = root / out
+        try:
+            if path.is_file() and path.stat().st_mtime >= since - 1:
+                path.unlink()
+                removed.append(out)
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+def recover(project: Project, state: State) -> list[str]:
+    """Close the records of jobs whose runner died mid-run; remove what their commands half-wrote."""
+    recovered = []
+    for rec in state.interrupted():
+        parts = rec.id.split(":")
+        phase = project.workflow.phases.get(parts[1]) if len(parts) > 1 else None
+        spec = next((s for s in project.specs if s.name == parts[0]), None)
+        if phase is not None and spec is not None and phase.run is not None and rec.started:
+            outputs = tuple(
+                o.replace("{spec}", spec.path).replace("{name}", spec.name) for o in phase.outputs
+            )
+            _remove_outputs_written_since(project.root, outputs, rec.started)
+        if rec.run_id is not None:
+            state.finish_job(rec.id, rec.run_id, "cancelled", "interrupted: runner stopped while it ran")
+        recovered.append(rec.id)
+    return recovered
+
+
+JobFunction = Callable[[JobContext], JobResult]
+
+
+def job_function(job: Job) -> JobFunction:
+    if job.phase.run is not None:
+        return run_shell_job
+    from runner.agents.job import run_agent_job
+
+    return run_agent_job
+
+
+class Executor:
+    def __init__(
+        self,
+        project: Project,
+        state: State,
+        plan: Plan,
+        emit: Emit,
+        *,
+        parallel: int = 1,
+        notes: str = "",
+        feedback: dict[str, str] | None = None,
+    ) -> None:
+        self.project = project
+        self.state = state
+        self.plan = plan
+        self.emit = emit
+        self.parallel = max(1, parallel)
+        self.notes = notes
+        self.feedback = feedback or {}
+        self.stopping = threading.Event()
+        self.cancelled = threading.Event()
+        self.results: dict[str, JobResult] = {}
+        self._fp_lock = threading.Lock()
+        self._cancel_job: dict[str, threading.Event] = {}
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def cancel(self) -> None:
+        self.stopping.set()
+        self.cancelled.set()
+
+    def cancel_job(self, job_id: str) -> bool:
+        """Cancel one running job (watch --on-busy restart). False if it is not running."""
+        event = self._cancel_job.get(job_id)
+        if event is None:
+            return False
+        event.set()
+        return True
+
+    @property
+    def running(self) -> list[str]:
+        return list(self._cancel_job)
+
+    def run(self, ids: list[str], verdicts: dict[str, Verdict] | None = None) -> dict[str, JobResult]:
+        """Run the given jobs (a subset of the plan), respecting dependencies among them."""
+        jobs = self.plan.jobs
+        wanted = set(ids)
+        order = [j for j in dependency_order(jobs) if j in wanted]
+        pending = list(order)
+        selected = set(order)
+        finished: queue.Queue[tuple[str, JobResult]] = queue.Queue()
+        running: set[str] = set()
+        started = 0
+        total = len(order)
+        self.emit(
+            "plan",
+            jobs=[
+                {"job": j, "reasons": list(verdicts[j].reasons) if verdicts and j in verdicts else []}
+                for j in order
+            ],
+        )
+        interrupts = 0
+        while pending or running:
+            if not self.stopping.is_set():
+                for job_id in list(pending):
+                    if len(running) >= self.parallel:
+                        break
+                    blocker = self._blocker(jobs[job_id], selected)
+                    if blocker is _WAIT:
+                        continue
+                    pending.remove(job_id)
+                    if blocker is not None:
+                        self._skip(job_id, blocker)
+                        continue
+                    running.add(job_id)
+                    started += 1
+                    self._start(job_id, finished, position=started, total=total)
+            elif pending:
+                for job_id in pending:
+                    self.emit("finish", job=job_id, status="skipped", reason="runner was stopped")
+                pending.clear()
+            if not running:
+                continue
+            try:
+                job_id, result = finished.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            except KeyboardInterrupt:
+                interrupts += 1
+                if interrupts == 1:
+                    self.stop()
+                    self.emit(
+                        "error",
+                        message="stopping: running jobs finish their current step (Ctrl-C again to cancel)",
+                    )
+                else:
+                    self.cancel()
+                    self.emit("error", message="cancelling running jobs")
+                continue
+            running.discard(job_id)
+            self.results[job_id] = result
+        if interrupts:
+            raise KeyboardInterrupt
+        return self.results
+
+    def _blocker(self, job: Job, selected: set[str]) -> object:
+        """None if the job can start; _WAIT if it must wait; else the reason it can never run."""
+        for dep in (*job.upstream, *job.after):
+            if dep not in selected:
+                continue
+            result = self.results.get(dep)
+            if result is None:
+                return _WAIT
+            if result.status != "done":
+                return f"{dep} {result.status if result.status != 'skipped' else 'did not run'}"
+        return None
+
+    def _skip(self, job_id: str, blocker: object) -> None:
+        result = JobResult("skipped", f"upstream {blocker}")
+        self.results[job_id] = result
+        self.emit("finish", job=job_id, status="skipped", reason=result.reason)
+
+    def _start(self, job_id: str, finished: queue.Queue, *, position: int, total: int) -> None:
+        job = self.plan.jobs[job_id]
+        with self._fp_lock:
+            records = self.state.jobs()
+            comps = self.plan.fresh_components(job, records)
+            self.state.save_file_rows(self.plan.fingerprints.take_updates())
+        sig = signature(comps)
+        run_id = self.state.start_job(job_id, sig, comps)
+        phase_dir = self.project.artifacts_dir(job.spec, job.phase.name)
+        cancel = threading.Event()
+        self._cancel_job[job_id] = cancel
+        ctx = JobContext(
+            project=self.project,
+            state=self.state,
+            job=job,
+            signature=sig,
+            components=comps,
+            run_id=run_id,
+            phase_dir=phase_dir,
+            dir=job_dir(phase_dir, job.task_id),
+            stopping=self.stopping,
+            cancelled=_AnyEvent(self.cancelled, cancel),  # type: ignore[arg-type]
+            emit=lambda kind, **f: self.emit(kind, job=job_id, **f),
+            notes=self.notes,
+            feedback=self.feedback.get(job_id, ""),
+        )
+        self.emit("start", job=job_id, position=position, total=total, model=job.model, agent=job.phase.agent)
+
+        def work() -> None:
+            try:
+                result = job_function(job)(ctx)
+            except Exception as e:  # a bug or an unexpected fault must not take the other jobs down
+                import traceback
+
+                ctx.dir.mkdir(parents=True, exist_ok=True)
+                with open(ctx.dir / "error.txt", "w", encoding="utf-8") as f:
+                    traceback.print_exc(file=f)
+                result = JobResult("failed", f"internal error: {type(e).__name__}: {e}")
+            self._record(ctx, result)
+            self._cancel_job.pop(job_id, None)
+            finished.put((job_id, result))
+
+        threading.Thread(target=work, name=job_id, daemon=True).start()
+
+    def _record(self, ctx: JobContext, result: JobResult) -> None:
+        if result.status == "awaiting-approval":
+            self.state.set_status(ctx.job.id, "awaiting-approval", result.reason)
+        else:
+            self.state.finish_job(
+                ctx.job.id, ctx.run_id, result.status, result.reason, result.usage, result.ticked
+            )
+        u = result.usage
+        ended = time.time()
+        write_json(
+            ctx.dir / "run.json",
+            {
+                "job": ctx.job.id,
+                "signature": ctx.signature,
+                "status": result.status,
+                "reason": result.reason,
+                "started": _iso(ctx.started),
+                "ended": _iso(ended),
+                "seconds": round(ended - ctx.started, 3),
+                "model": u.model or ctx.job.model,
+                "turns": u.turns,
+                "tokens": {
+                    "input": u.input_tokens,
+                    "output": u.output_tokens,
+                    "cache_read": u.cache_read_tokens,
+                    "cache_write": u.cache_write_tokens,
+                },
+                "cost_usd": round(u.cost_usd, 6),
+                "ticked": result.ticked,
+                **result.details,
+            },
+        )
+        self.emit(
+            "finish",
+            job=ctx.job.id,
+            status=result.status,
+            reason=result.reason,
+            seconds=round(ended - ctx.started, 3),
+            turns=u.turns,
+            tokens=u.input_tokens + u.output_tokens + u.cache_read_tokens + u.cache_write_tokens,
+            cost_usd=round(u.cost_usd, 6),
+            ticked=result.ticked,
+        )
+
+
+class _AnyEvent:
+    """Set when either event is set: a job stops for a global cancel or for its own."""
+
+    def __init__(self, *events: threading.Event) -> None:
+        self._events = events
+
+    def is_set(self) -> bool:
+        return any(e.is_set() for e in self._events)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            remaining = 0.05 if deadline is None else min(0.05, deadline - time.monotonic())
+            if remaining <= 0:
+                return False
+            time.sleep(remaining)
+        return True
+
+    def set(self) -> None:
+        self._events[-1].set()
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(ts))

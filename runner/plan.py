@@ -1,0 +1,436 @@
+"""Planning: which jobs exist, what each depends on, and whether it must run (and why).
+
+A job is one phase for one spec, or for one task group with `each: task`. Its signature is a
+digest of named components, each of which can be compared on its own, so every "must run" comes
+with its reasons:
+
+    input:<path>     content digest of an input file ("-" when missing)
+    task             the task group's own text (checkboxes cleared), for `each: task` jobs
+    prompt           the agent definition file
+    config           the phase's settings in the workflow
+    model            the resolved model id
+    upstream:<job>   the run that last brought that upstream job up to date
+
+A task job does not depend on the rest of tasks.md, so ticking one task never invalidates another.
+Task groups run in document order (or as their stated dependencies allow); that order is an
+order-only constraint: it sequences jobs without entering their signatures.
+
+Jobs whose inputs match another job's outputs depend on it implicitly, as in make.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from runner.fingerprint import MISSING, Fingerprints
+from runner.state import JobRecord, pid_alive
+
+if TYPE_CHECKING:
+    from runner.agents.definitions import AgentDefinition
+    from runner.project import Project
+    from runner.specs import Spec
+    from runner.workflow import Phase
+
+
+@dataclass(frozen=True)
+class GroupInfo:
+    """What planning needs to know of a task group (a cached summary of tasks.md)."""
+
+    id: str
+    title: str
+    line: int
+    digest: str
+    depends_on: tuple[str, ...]
+    parallel: bool  # Spec Kit [P]
+    section: str | None
+
+
+@dataclass
+class Job:
+    id: str
+    spec: Spec
+    phase: Phase
+    group: GroupInfo | None = None
+    inputs: tuple[str, ...] = ()  # patterns, with {spec}/{name} filled
+    outputs: tuple[str, ...] = ()
+    upstream: list[str] = field(default_factory=list)  # in the signature
+    after: list[str] = field(default_factory=list)  # order only
+    agent: AgentDefinition | None = None
+    model: str | None = None
+
+    @property
+    def task_id(self) -> str | None:
+        return self.group.id if self.group else None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    state: str  # up-to-date | stale | blocked | failed | running | awaiting-approval
+    reasons: tuple[str, ...]
+    signature: str
+    components: dict[str, str]
+
+    @property
+    def must_run(self) -> bool:
+        return self.state in ("stale", "failed")
+
+
+class Plan:
+    def __init__(self, project: Project, jobs: dict[str, Job], fingerprints: Fingerprints) -> None:
+        self.project = project
+        self.jobs = jobs  # dependency order
+        self.fingerprints = fingerprints
+
+    # --- signatures ---------------------------------------------------------------------------
+
+    def components(self, job: Job, records: dict[str, JobRecord]) -> dict[str, str]:
+        fp = self.fingerprints
+        comps: dict[str, str] = {}
+        skip = job.spec.tasks_path if job.group else None
+        for rel in self.input_files(job):
+            if rel != skip:
+                comps["input:" + rel] = fp.digest(rel)
+        if job.group:
+            comps["task"] = job.group.digest
+        if job.agent:
+            comps["prompt"] = self.project.prompt_digest(job.agent)
+            comps["model"] = job.model or ""
+        comps["config"] = job.phase.config_digest
+        for up in job.upstream:
+            rec = records.get(up)
+            comps["upstream:" + up] = str(rec.stamp) if rec and rec.stamp is not None else "none"
+        return comps
+
+    def fresh_components(self, job: Job, records: dict[str, JobRecord]) -> dict[str, str]:
+        """Components from the files as they are now (at a job's start), not as planned."""
+        for rel in self.input_files(job):
+            self.fingerprints.forget(rel)
+        return self.components(job, records)
+
+    def input_files(self, job: Job) -> list[str]:
+        files: list[str] = []
+        root = self.project.root
+        for pattern in job.inputs:
+            if glob.has_magic(pattern):
+                matches = sorted(glob.glob(pattern, root_dir=root, recursive=True))
+                files.extend(m.replace(os.sep, "/") for m in matches if os.path.isfile(os.path.join(root, m)))
+            else:
+                files.append(pattern)
+        return files
+
+    def evaluate(self, records: dict[str, JobRecord], *, force: bool = False) -> dict[str, Verdict]:
+        """Decide for every job whether it is up to date, in dependency order."""
+        verdicts: dict[str, Verdict] = {}
+        for job in self.jobs.values():
+            comps = self.components(job, records)
+            sig = signature(comps)
+            rec = records.get(job.id)
+            state, reasons = _judge(rec, sig, comps)
+            if state == "up-to-date":
+                missing = [o for o in job.outputs if not _exists(self.project.root, o)]
+                if missing:
+                    state, reasons = "stale", [f"output {m} is missing" for m in missing]
+            if state in ("up-to-date", "stale"):
+                for up in job.upstream:
+                    v = verdicts.get(up)
+                    if v is None:
+                        continue
+                    if v.state in ("blocked", "awaiting-approval"):
+                        state, reasons = "blocked", [f"upstream {up} is {v.state}"]
+                        break
+                    if v.must_run and state == "up-to-date":
+                        state, reasons = "stale", [f"upstream {up} will run"]
+            if force and state in ("up-to-date", "blocked"):
+                state, reasons = "stale", ["--force", *reasons]
+            verdicts[job.id] = Verdict(state, tuple(reasons), sig, comps)
+        return verdicts
+
+
+def signature(components: dict[str, str]) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for key in sorted(components):
+        h.update(key.encode())
+        h.update(b"\0")
+        h.update(components[key].encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def _judge(rec: JobRecord | None, sig: str, comps: dict[str, str]) -> tuple[str, list[str]]:
+    if rec is None:
+        return "stale", ["never run"]
+    if rec.status == "running":
+        if rec.pid is not None and pid_alive(rec.pid):
+            return "running", [f"running in process {rec.pid}"]
+        return "stale", ["its last run was interrupted"]
+    if rec.status == "awaiting-approval":
+        return "awaiting-approval", [rec.reason or "waiting for `runner approve`"]
+    if rec.signature != sig:
+        return "stale", explain_changes(rec.components, comps)
+    if rec.status == "blocked":
+        return "blocked", [rec.reason or "the agent reported BLOCKED"]
+    if rec.status != "done":
+        state = "failed" if rec.status == "failed" else "stale"
+        return state, [f"last run {rec.status}" + (f": {rec.reason}" if rec.reason else "")]
+    return "up-to-date", []
+
+
+def explain_changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
+    """What differs between two sets of signature components, in words."""
+    reasons: list[str] = []
+    for key in sorted(set(old) | set(new)):
+        before, after = old.get(key), new.get(key)
+        if before == after:
+            continue
+        kind, _, name = key.partition(":")
+        if kind == "input":
+            if before is None:
+                reasons.append(f"new input {name}")
+            elif after is None or after == MISSING:
+                reasons.append(f"input {name} was removed")
+            elif before == MISSING:
+                reasons.append(f"input {name} was created")
+            else:
+                reasons.append(f"input {name} changed")
+        elif kind == "upstream":
+            if before is None:
+                reasons.append(f"new upstream job {name}")
+            elif after is None:
+                reasons.append(f"no longer depends on {name}")
+            else:
+                reasons.append(f"upstream job {name} ran again")
+        elif kind == "task":
+            reasons.append("the task's text changed")
+        elif kind == "prompt":
+            reasons.append("the agent definition changed")
+        elif kind == "model":
+            reasons.append(f"model changed from {before or 'none'} to {after or 'none'}")
+        elif kind == "config":
+            reasons.append("the phase's settings in the workflow changed")
+        else:
+            reasons.append(f"{key} changed")
+    return reasons or ["signature changed"]
+
+
+def _exists(root: os.PathLike | str, pattern: str) -> bool:
+    if glob.has_magic(pattern):
+        return bool(glob.glob(pattern, root_dir=root, recursive=True))
+    return os.path.exists(os.path.join(root, pattern))
+
+
+# --- building the job graph ------------------------------------------------------------------
+
+
+def build_plan(
+    project: Project,
+    fingerprints: Fingerprints,
+    *,
+    specs: Iterable[Spec] | None = None,
+) -> Plan:
+    """Every job of the workflow over the given specs (default: all), in dependency order."""
+    chosen = list(specs) if specs is not None else project.specs
+    jobs: dict[str, Job] = {}
+    by_phase: dict[tuple[str, str], list[str]] = {}
+    for phase in project.workflow.phases.values():
+        for spec in chosen:
+            if not set(spec.roots) & set(phase.spec_roots):
+                continue
+            ids = _phase_jobs(project, phase, spec, by_phase, jobs)
+            by_phase[(spec.name, phase.name)] = ids
+    _implicit_dependencies(jobs)
+    return Plan(project, jobs, fingerprints)
+
+
+def _phase_jobs(
+    project: Project,
+    phase: Phase,
+    spec: Spec,
+    by_phase: dict[tuple[str, str], list[str]],
+    jobs: dict[str, Job],
+) -> list[str]:
+    fill = {"{spec}": spec.path, "{name}": spec.name}
+    inputs = tuple(_fill(p, fill) for p in phase.inputs)
+    outputs = tuple(_fill(p, fill) for p in phase.outputs)
+    upstream = [j for need in phase.needs for j in by_phase.get((spec.name, need), [])]
+    agent = project.agent(phase) if phase.agent else None
+    model = project.model_for(phase, agent) if agent else None
+    base = dict(spec=spec, phase=phase, inputs=inputs, outputs=outputs, agent=agent, model=model)
+    if phase.each != "task":
+        job = Job(id=f"{spec.name}:{phase.name}", upstream=list(upstream), **base)
+        jobs[job.id] = job
+        return [job.id]
+    ids: list[str] = []
+    for group, after in _open_groups_in_order(project.task_groups(spec)):
+        job = Job(
+            id=f"{spec.name}:{phase.name}:{group.id}",
+            group=group,
+            upstream=list(upstream),
+            after=[f"{spec.name}:{phase.name}:{a}" for a in after],
+            **base,
+        )
+        jobs[job.id] = job
+        ids.append(job.id)
+    return ids
+
+
+def _open_groups_in_order(groups: list[GroupInfo]) -> list[tuple[GroupInfo, list[str]]]:
+    """Open groups, each with the open groups it must wait for.
+
+    Stated dependencies win; otherwise groups run one after another in document order, except that
+    consecutive Spec Kit [P] groups of one section may run side by side.
+    """
+    result: list[tuple[GroupInfo, list[str]]] = []
+    open_ids = {g.id for g in groups}
+    last: list[str] = []  # what the next sequential group waits for
+    batch_base: list[str] | None = None  # what the current [P] batch waits for
+    batch_section: object = object()
+    for g in groups:
+        if g.depends_on:
+            after = [d for d in g.depends_on if d in open_ids]
+            last, batch_base = [g.id], None
+        elif g.parallel and batch_base is not None and g.section == batch_section:
+            after = list(batch_base)
+            last = [*last, g.id]
+        elif g.parallel:
+            after, batch_base, batch_section = list(last), list(last), g.section
+            last = [g.id]
+        else:
+            after, last, batch_base = list(last), [g.id], None
+        result.append((g, after))
+    return result
+
+
+def _implicit_dependencies(jobs: dict[str, Job]) -> None:
+    """A job that reads another phase's outputs depends on that job (make's implicit edges)."""
+    producers: dict[str, list[str]] = {}
+    for job in jobs.values():
+        for out in job.outputs:
+            producers.setdefault(out, []).append(job.id)
+    if not producers:
+        return
+    for job in jobs.values():
+        for pattern in job.inputs:
+            if glob.has_magic(pattern):
+                regex = _pattern_regex(pattern)
+                found = [p for out, ps in producers.items() if regex.match(out) for p in ps]
+            else:
+                found = producers.get(pattern, [])
+            for producer in found:
+                other = jobs[producer]
+                if other.phase.name != job.phase.name and producer not in job.upstream:
+                    job.upstream.append(producer)
+    _check_acyclic(jobs)
+
+
+def _check_acyclic(jobs: dict[str, Job]) -> None:
+    from runner.workflow import phase_error
+
+    state: dict[str, int] = {}
+
+    def visit(job_id: str, trail: list[str]) -> None:
+        if state.get(job_id) == 2:
+            return
+        if state.get(job_id) == 1:
+            cycle = [*trail[trail.index(job_id) :], job_id]
+            job = jobs[job_id]
+            raise phase_error(
+                job.phase,
+                "inputs",
+                "jobs read each other's outputs in a cycle: "
+                + " -> ".join(cycle)
+                + "; remove one of the inputs",
+            )
+        state[job_id] = 1
+        for up in jobs[job_id].upstream:
+            if up in jobs:
+                visit(up, [*trail, job_id])
+        state[job_id] = 2
+
+    for job_id in jobs:
+        visit(job_id, [])
+
+
+def dependency_order(jobs: dict[str, Job]) -> list[str]:
+    """Job ids with every upstream (and order-only predecessor) before its dependants."""
+    order: list[str] = []
+    seen: set[str] = set()
+
+    def visit(job_id: str) -> None:
+        if job_id in seen:
+            return
+        seen.add(job_id)
+        job = jobs[job_id]
+        for dep in (*job.upstream, *job.after):
+            if dep in jobs:
+                visit(dep)
+        order.append(job_id)
+
+    for job_id in jobs:
+        visit(job_id)
+    return order
+
+
+def _fill(pattern: str, values: dict[str, str]) -> str:
+    for key, value in values.items():
+        pattern = pattern.replace(key, value)
+    return pattern
+
+
+@lru_cache(maxsize=512)
+def _pattern_regex(pattern: str) -> re.Pattern[str]:
+    """A glob (with `**`) as a regex over root-relative posix paths."""
+    out = ""
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if pattern.startswith("**/", i):
+            out += "(?:.*/)?"
+            i += 3
+            continue
+        if pattern.startswith("**", i):
+            out += ".*"
+            i += 2
+            continue
+        if c == "*":
+            out += "[^/]*"
+        elif c == "?":
+            out += "[^/]"
+        elif c == "[":
+            end = pattern.find("]", i + 1)
+            if end == -1:
+                out += re.escape(c)
+            else:
+                body = pattern[i + 1 : end].replace("\\", "\\\\")
+                out += "[" + ("^" + body[1:] if body.startswith("!") else body) + "]"
+                i = end
+        else:
+            out += re.escape(c)
+        i += 1
+    return re.compile(out + r"\Z")
+
+
+def summarise_groups(task_list: Any) -> list[dict[str, Any]]:
+    """The cacheable planning summary of a parsed tasks.md (see GroupInfo)."""
+    summary = []
+    for group in task_list.groups():
+        if group.done or group.optional:
+            continue
+        summary.append(
+            {
+                "id": group.id,
+                "title": group.title,
+                "line": group.root.line,
+                "digest": hashlib.blake2b(group.text.encode(), digest_size=16).hexdigest(),
+                "depends_on": list(group.depends_on),
+                "parallel": "P" in group.root.markers,
+                "section": group.root.section,
+            }
+        )
+    return summary

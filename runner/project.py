@@ -1,0 +1,118 @@
+"""A project: its root folder, workflow, specs, agents and state, loaded once per command.
+
+The project root is the current folder, or `-C DIR`, as with make: runner does not search parent
+folders, so it never acts on a project you did not point it at.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from runner.errors import UserError
+from runner.specs import Spec, discover_specs
+from runner.state import State
+from runner.workflow import Phase, Workflow, load_workflow, phase_error
+
+if TYPE_CHECKING:
+    from runner.agents.definitions import AgentDefinition
+    from runner.plan import GroupInfo
+
+ARTIFACTS_DIR = "artifacts"
+
+
+class Project:
+    def __init__(self, root: Path, state: State) -> None:
+        self.root = root.resolve()
+        self.state = state
+        self.workflow: Workflow = load_workflow(self.root, state.cached)
+        self.specs: list[Spec] = discover_specs(self.root, self.workflow.spec_roots)
+        self._agents: dict[str, AgentDefinition] = {}
+        self._prompt_digests: dict[str, str] = {}
+
+    def rel(self, path: str | os.PathLike[str]) -> str:
+        """Root-relative posix path (paths outside the root are returned absolute)."""
+        p = Path(path)
+        if not p.is_absolute():
+            return p.as_posix()
+        try:
+            return p.relative_to(self.root).as_posix()
+        except ValueError:
+            return p.as_posix()
+
+    def spec(self, name: str) -> Spec:
+        for spec in self.specs:
+            if spec.name == name:
+                return spec
+        raise UserError(f"no spec named '{name}'")
+
+    def artifacts_dir(self, spec: Spec, phase: str) -> Path:
+        return self.root / ARTIFACTS_DIR / f"{spec.name}-{phase}"
+
+    # --- agents ---------------------------------------------------------------------------
+
+    def agent(self, phase: Phase) -> AgentDefinition:
+        ref = phase.agent
+        assert ref is not None
+        agent = self._agents.get(ref)
+        if agent is None:
+            from runner.agents.definitions import agent_path, known_agents, load_agent
+
+            path = agent_path(self.root, ref)
+            if path is None:
+                known = ", ".join(known_agents(self.root)) or "none"
+                raise phase_error(
+                    phase,
+                    "agent",
+                    f"phase '{phase.name}' uses agent '{ref}', which is not in agent-os/agents/, .claude/agents/ "
+                    f"or runner's built-in agents (known: {known}); create agent-os/agents/{ref}.md",
+                )
+            agent = load_agent(path, self.state.cached)
+            self._agents[ref] = agent
+        return agent
+
+    def prompt_digest(self, agent: AgentDefinition) -> str:
+        key = str(agent.path)
+        digest = self._prompt_digests.get(key)
+        if digest is None:
+            from runner.workflow import canonical
+
+            data = (agent.body + canonical(agent.fields)).encode()
+            digest = self._prompt_digests[key] = hashlib.blake2b(data, digest_size=16).hexdigest()
+        return digest
+
+    def model_for(self, phase: Phase, agent: AgentDefinition | None) -> str:
+        from runner.agents.models import resolve_model
+
+        return resolve_model((agent.model if agent else None) or phase.model, self.workflow.models)
+
+    # --- tasks ----------------------------------------------------------------------------
+
+    def task_groups(self, spec: Spec) -> list[GroupInfo]:
+        """The open task groups of a spec's tasks.md (none when it has no tasks.md)."""
+        from runner.plan import GroupInfo
+
+        path = self.root / spec.tasks_path
+        if not path.is_file():
+            return []
+
+        def parse(data: bytes) -> list[dict]:
+            from runner.plan import summarise_groups
+            from runner.tasks import parse_tasks
+
+            return summarise_groups(parse_tasks(data.decode("utf-8-sig", errors="replace"), path))
+
+        return [
+            GroupInfo(
+                id=g["id"],
+                title=g["title"],
+                line=g["line"],
+                digest=g["digest"],
+                depends_on=tuple(g["depends_on"]),
+                parallel=g["parallel"],
+                section=g["section"],
+            )
+            for g in self.state.cached(path, "taskgroups", parse)
+        ]

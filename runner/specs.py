@@ -1,0 +1,101 @@
+"""Spec discovery: the spec folders of Agent OS, Spec Kit, Kiro and any roots a workflow names.
+
+A spec root is a glob of folders (`agent-os/specs/*`). A folder counts as a spec when it holds at
+least one spec document (spec.md, tasks.md, requirements.md, ...), so helper folders such as
+`specs/fixtures/` next to real specs are left alone. Hidden folders are skipped.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from runner.errors import UserError
+
+# Files (or folders) whose presence makes a folder a spec.
+SPEC_MARKERS = (
+    "spec.md",
+    "tasks.md",
+    "requirements.md",
+    "design.md",
+    "plan.md",
+    "features.json",
+    "feature_list.json",
+    "planning",
+)
+
+_LAYOUTS = {"agent-os/specs": "agent-os", "specs": "spec-kit", ".kiro/specs": "kiro"}
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str  # folder name; used in job ids and artifact folders
+    path: str  # folder, relative to the project root, posix separators
+    layout: str  # agent-os | spec-kit | kiro | custom
+    roots: tuple[str, ...] = ()  # the spec-root patterns that match it (a phase applies to its file's roots)
+
+    @property
+    def tasks_path(self) -> str:
+        return f"{self.path}/tasks.md"
+
+
+def discover_specs(root: Path, spec_roots: tuple[str, ...] | list[str]) -> list[Spec]:
+    """All spec folders under the given roots, in root order then name order."""
+    found: dict[str, Spec] = {}
+    for pattern in spec_roots:
+        for rel in _folders(root, pattern):
+            name = rel.rsplit("/", 1)[-1]
+            other = found.get(name)
+            if other is not None and other.path == rel:
+                found[name] = replace(other, roots=(*other.roots, pattern))
+                continue
+            if name.startswith(".") or not _is_spec(root / rel):
+                continue
+            if other is not None:
+                raise UserError(
+                    f"two specs are named '{name}': {other.path} and {rel}; rename one (job ids use the folder name)"
+                )
+            parent = rel.rsplit("/", 1)[0] if "/" in rel else ""
+            found[name] = Spec(name=name, path=rel, layout=_LAYOUTS.get(parent, "custom"), roots=(pattern,))
+    return list(found.values())
+
+
+def _folders(root: Path, pattern: str) -> list[str]:
+    pattern = pattern.strip("/")
+    parent, _, last = pattern.rpartition("/")
+    if last == "*" and not glob.has_magic(parent):
+        # The common case, a plain folder of specs: one scandir instead of a glob walk.
+        try:
+            with os.scandir(root / parent if parent else root) as it:
+                names = sorted(e.name for e in it if e.is_dir())
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return [f"{parent}/{n}" if parent else n for n in names]
+    matches = glob.glob(pattern, root_dir=root, recursive=True)
+    return sorted(m.replace(os.sep, "/") for m in matches if (root / m).is_dir())
+
+
+def _is_spec(folder: Path) -> bool:
+    try:
+        with os.scandir(folder) as it:
+            return any(e.name in SPEC_MARKERS for e in it)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+
+
+def select_specs(specs: list[Spec], wanted: tuple[str, ...] | list[str]) -> list[Spec]:
+    """The specs named on the command line, by folder name or path; unknown names are an error."""
+    if not wanted:
+        return specs
+    by_key = {s.name: s for s in specs} | {s.path: s for s in specs}
+    chosen = []
+    for w in wanted:
+        spec = by_key.get(w.rstrip("/")) or by_key.get(os.path.normpath(w).replace(os.sep, "/"))
+        if spec is None:
+            known = ", ".join(s.name for s in specs) or "none found"
+            raise UserError(f"no spec named '{w}' (specs: {known})")
+        if spec not in chosen:
+            chosen.append(spec)
+    return chosen

@@ -173,6 +173,9 @@ def validate_document(path: Path, text: str) -> dict:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         problem = getattr(e, "problem", None) or str(e)
+        context, where = getattr(e, "context", None), getattr(e, "context_mark", None)
+        if context and where and mark and where.line != mark.line:
+            problem += f" ({context} at line {where.line + 1})"
         raise UserError(
             f"invalid YAML: {problem}; fix the syntax",
             path=_display(path),

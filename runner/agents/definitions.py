@@ -64,6 +64,11 @@ def _front_matter(path: Path, text: str) -> dict[str, Any]:
     try:
         data = yaml.load(text, Loader=loader)
     except yaml.YAMLError as e:
+        # Claude Code reads `argument-hint: [spec-name] [issue-id]` (not valid YAML) as a plain string,
+        # so a file that fails YAML but is made of simple `key: value` lines is read that way.
+        simple = _simple_front_matter(text)
+        if simple is not None:
+            return simple
         mark = getattr(e, "problem_mark", None)
         raise UserError(
             f"invalid front matter: {getattr(e, 'problem', None) or e}; fix the YAML between the --- lines",
@@ -79,6 +84,25 @@ def _front_matter(path: Path, text: str) -> dict[str, Any]:
         str(k): v if isinstance(v, (str, int, float, bool, list, type(None))) else str(v)
         for k, v in data.items()
     }
+
+
+def _simple_front_matter(text: str) -> dict[str, Any] | None:
+    fields: dict[str, Any] = {}
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        m = re.match(r"([A-Za-z_][\w-]*)\s*:\s*(.*)$", line)
+        if m is None:
+            return None
+        value: Any = m.group(2).strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        elif value.isdigit():
+            value = int(value)
+        elif value in ("true", "false"):
+            value = value == "true"
+        fields[m.group(1)] = value
+    return fields
 
 
 def definition_from(path: Path, parsed: dict[str, Any]) -> AgentDefinition:
@@ -130,15 +154,17 @@ def agent_path(root: Path, ref: str) -> Path | None:
     if "/" in ref or ref.endswith((".md", ".txt")):
         candidate = root / ref
         return candidate if candidate.is_file() else None
-    for folder in [root / d for d in AGENT_DIRS] + [BUILTIN_AGENTS]:
-        for suffix in _SUFFIXES:
-            candidate = folder / f"{ref}{suffix}"
-            if candidate.is_file():
-                return candidate
-    for folder in [root / d for d in AGENT_DIRS] + [BUILTIN_AGENTS]:
-        for candidate in _agent_files(folder):
-            if _declared_name(candidate) == ref:
-                return candidate
+    # The project's own agents win over the built-in ones, by file name and then by `name:` field.
+    for folders in ([root / d for d in AGENT_DIRS], [BUILTIN_AGENTS]):
+        for folder in folders:
+            for suffix in _SUFFIXES:
+                candidate = folder / f"{ref}{suffix}"
+                if candidate.is_file():
+                    return candidate
+        for folder in folders:
+            for candidate in _agent_files(folder):
+                if _declared_name(candidate) == ref:
+                    return candidate
     return None
 
 

@@ -1,0 +1,98 @@
+"""The command line as a new user meets it: init, dry runs, status, explain, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from runner import __version__
+from tests.conftest import cli
+
+
+def test_init_in_an_empty_folder_gives_a_project_that_plans_at_once(tmp_path: Path) -> None:
+    result = cli(tmp_path, "init")
+    assert result.exit_code == 0
+    for rel in (
+        "workflows/spec-driven.yaml",
+        "agent-os/agents/architect.md",
+        "agent-os/agents/implementer.md",
+        "agent-os/agents/tester.md",
+        "agent-os/agents/reviewer.md",
+        "agent-os/specs/example-slugify/spec.md",
+        "agent-os/specs/example-slugify/tasks.md",
+        "artifacts/.gitkeep",
+    ):
+        assert (tmp_path / rel).is_file(), rel
+    assert ".runner/" in (tmp_path / ".gitignore").read_text()
+    dry = cli(tmp_path, "run", "--dry-run")
+    assert dry.exit_code == 0, dry.stderr
+    planned = [line.split()[0] for line in dry.stdout.splitlines()]
+    assert planned == [
+        "example-slugify:design",
+        "example-slugify:implement:1.0",
+        "example-slugify:implement:2.0",
+        "example-slugify:test",
+        "example-slugify:review",
+    ]
+    assert not (tmp_path / ".runner").exists()  # a dry run writes nothing
+
+
+def test_init_keeps_existing_files(tmp_path: Path) -> None:
+    (tmp_path / "workflows").mkdir()
+    (tmp_path / "workflows/spec-driven.yaml").write_text("# mine\nphases:\n  x:\n    run: 'true'\n")
+    (tmp_path / ".gitignore").write_text("node_modules/")
+    result = cli(tmp_path, "init")
+    assert "kept     workflows/spec-driven.yaml" in result.stdout
+    assert (tmp_path / "workflows/spec-driven.yaml").read_text().startswith("# mine")
+    assert (tmp_path / ".gitignore").read_text().startswith("node_modules/\n# runner\n.runner/")
+
+
+def test_agent_run_without_a_key_says_what_to_set(tmp_path: Path) -> None:
+    cli(tmp_path, "init")
+    result = cli(tmp_path, "run", env={"ANTHROPIC_API_KEY": "", "ANTHROPIC_AUTH_TOKEN": ""})
+    assert result.exit_code == 2
+    assert "set ANTHROPIC_API_KEY" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_status_and_explain(tmp_path: Path) -> None:
+    cli(tmp_path, "init")
+    rows = json.loads(cli(tmp_path, "status", "--json").stdout)
+    assert [r["state"] for r in rows] == ["stale"] * 5
+    assert rows[1] == {
+        "job": "example-slugify:implement:1.0",
+        "spec": "example-slugify",
+        "phase": "implement",
+        "task": "1.0",
+        "state": "stale",
+        "reasons": ["never run"],
+        "last_run": None,
+    }
+    text = cli(tmp_path, "explain", "example-slugify:implement:2.0").stdout
+    assert "is stale" in text and "never run" in text and "Depends on: example-slugify:design" in text
+    wrong = cli(tmp_path, "explain", "example-slugify:desing")
+    assert wrong.exit_code == 2 and "did you mean example-slugify:design" in wrong.stderr
+
+
+def test_version_help_and_missing_directory() -> None:
+    out = subprocess.run([sys.executable, "-m", "runner", "--version"], capture_output=True, text=True)
+    assert out.stdout.strip() == f"runner, version {__version__}"
+    helped = subprocess.run([sys.executable, "-m", "runner", "--help"], capture_output=True, text=True)
+    for command in ("init", "run", "status", "explain", "watch", "tasks", "check", "uncheck", "log", "clean"):
+        assert f"  {command}" in helped.stdout, command
+    missing = subprocess.run(
+        [sys.executable, "-m", "runner", "-C", "/nonexistent/x", "status"], capture_output=True
+    )
+    assert missing.returncode == 2
+
+
+def test_clean_removes_artifacts_and_state_of_one_spec(project) -> None:  # type: ignore[no-untyped-def]
+    wf = 'specs: ["specs/*"]\nphases:\n  p:\n    outputs: ["artifacts/{name}-p/x"]\n    run: "mkdir -p $RUNNER_ARTIFACTS && touch $RUNNER_ARTIFACTS/x"\n'
+    root = project(wf, {"specs/a/spec.md": "x", "specs/b/spec.md": "x"})
+    assert cli(root, "run").exit_code == 0
+    result = cli(root, "clean", "a")
+    assert result.stdout.strip() == "removed 1 artifact folder and 1 job records"
+    assert not (root / "artifacts/a-p").exists() and (root / "artifacts/b-p/x").exists()
+    states = {r["job"]: r["state"] for r in json.loads(cli(root, "status", "--json").stdout)}
+    assert states == {"a:p": "stale", "b:p": "up-to-date"}

@@ -1,0 +1,251 @@
+"""Staleness: what makes a job run again, and what does not, with the reasons `explain` gives."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from runner.fingerprint import Fingerprints
+from runner.plan import Plan, build_plan
+from runner.project import Project
+from runner.state import State
+from tests.conftest import age, cli, write
+
+TWO_PHASES = """
+specs: ["specs/*"]
+phases:
+  build:
+    inputs: ["{spec}/spec.md", "{spec}/notes/*.md"]
+    outputs: ["artifacts/{name}-build/out.txt"]
+    run: "mkdir -p $RUNNER_ARTIFACTS && cat {spec}/spec.md > artifacts/{name}-build/out.txt"
+  check:
+    needs: [build]
+    outputs: ["artifacts/{name}-check/ok"]
+    run: "mkdir -p $RUNNER_ARTIFACTS && touch $RUNNER_ARTIFACTS/ok"
+"""
+
+AGENT_PHASES = """
+specs: ["specs/*"]
+model: sonnet
+phases:
+  design:
+    agent: designer
+    inputs: ["{spec}/spec.md", "{spec}/tasks.md"]
+    outputs: ["artifacts/{name}-design/design.md"]
+  implement:
+    agent: designer
+    needs: [design]
+    each: task
+    inputs: ["{spec}/tasks.md", "artifacts/{name}-design/design.md"]
+    outputs: ["artifacts/{name}-implement/implementation.md"]
+"""
+
+TASKS = """\
+# Tasks
+- [ ] 1. First group
+  - [ ] 1.1 First sub-task
+- [ ] 2. Second group
+"""
+
+
+def plan_of(root: Path) -> tuple[State, Plan]:
+    state = State.open(root)
+    project = Project(root, state)
+    return state, build_plan(project, Fingerprints(project.root, state.file_rows()))
+
+
+def verdicts(root: Path) -> dict[str, tuple[str, tuple[str, ...]]]:
+    state, plan = plan_of(root)
+    return {j: (v.state, v.reasons) for j, v in plan.evaluate(state.jobs()).items()}
+
+
+def settle(root: Path) -> None:
+    """Record every job as done with its current signature and create its outputs."""
+    state, plan = plan_of(root)
+    from runner.plan import dependency_order, signature
+
+    for job_id in dependency_order(plan.jobs):
+        job = plan.jobs[job_id]
+        comps = plan.components(job, state.jobs())
+        run_id = state.start_job(job_id, signature(comps), comps)
+        for out in job.outputs:
+            write(root, {out: "made"})
+        state.finish_job(job_id, run_id, "done")
+    state.save_file_rows(plan.fingerprints.take_updates())
+
+
+def two_phase_project(project) -> Path:  # type: ignore[no-untyped-def]
+    root = project(TWO_PHASES, {"specs/a/spec.md": "alpha", "specs/b/spec.md": "beta"})
+    age(root)
+    assert cli(root, "run").exit_code == 0
+    return root
+
+
+def test_content_change_reruns_that_spec_and_its_dependants_only(project) -> None:  # type: ignore[no-untyped-def]
+    root = two_phase_project(project)
+    write(root, {"specs/a/spec.md": "alpha 2"})
+    v = verdicts(root)
+    assert v["a:build"] == ("stale", ("input specs/a/spec.md changed",))
+    assert v["a:check"] == ("stale", ("upstream a:build will run",))
+    assert v["b:build"][0] == v["b:check"][0] == "up-to-date"
+    result = cli(root, "run", "--json")
+    finished = [json.loads(line) for line in result.stdout.splitlines() if '"finish"' in line]
+    assert [(e["job"], e["status"]) for e in finished] == [("a:build", "done"), ("a:check", "done")]
+    assert {s for s, _ in verdicts(root).values()} == {"up-to-date"}
+
+
+def test_touch_without_change_runs_nothing(project) -> None:  # type: ignore[no-untyped-def]
+    root = two_phase_project(project)
+    os.utime(root / "specs/a/spec.md")
+    assert {s for s, _ in verdicts(root).values()} == {"up-to-date"}
+
+
+def test_new_file_matching_a_glob_input_is_a_change(project) -> None:  # type: ignore[no-untyped-def]
+    root = two_phase_project(project)
+    write(root, {"specs/b/notes/idea.md": "idea"})
+    assert verdicts(root)["b:build"] == ("stale", ("new input specs/b/notes/idea.md",))
+
+
+def test_config_change_makes_the_phase_stale(project) -> None:  # type: ignore[no-untyped-def]
+    root = two_phase_project(project)
+    write(
+        root,
+        {"workflows/w.yaml": TWO_PHASES.replace("touch $RUNNER_ARTIFACTS/ok", "touch $RUNNER_ARTIFACTS/ok ")},
+    )
+    v = verdicts(root)
+    assert v["a:check"] == ("stale", ("the phase's settings in the workflow changed",))
+    assert v["a:build"][0] == "up-to-date"
+
+
+def test_deleted_output_reruns_the_job(project) -> None:  # type: ignore[no-untyped-def]
+    root = two_phase_project(project)
+    (root / "artifacts/b-check/ok").unlink()
+    assert verdicts(root)["b:check"] == ("stale", ("output artifacts/b-check/ok is missing",))
+    assert cli(root, "run").exit_code == 0
+    assert (root / "artifacts/b-check/ok").exists()
+
+
+def test_an_edit_made_while_a_job_runs_leaves_it_stale(project) -> None:  # type: ignore[no-untyped-def]
+    editing = TWO_PHASES.replace(
+        "cat {spec}/spec.md > artifacts/{name}-build/out.txt",
+        "cat {spec}/spec.md > artifacts/{name}-build/out.txt && echo edited-meanwhile >> {spec}/spec.md",
+    )
+    root = project(editing, {"specs/a/spec.md": "alpha"})
+    age(root)
+    assert cli(root, "run").exit_code == 0
+    assert (root / "artifacts/a-build/out.txt").read_text() == "alpha"
+    assert verdicts(root)["a:build"] == ("stale", ("input specs/a/spec.md changed",))
+
+
+def test_failed_job_is_retried_and_its_dependants_wait(project) -> None:  # type: ignore[no-untyped-def]
+    failing = TWO_PHASES.replace(
+        "cat {spec}/spec.md >", "grep -q beta {spec}/spec.md && cat {spec}/spec.md >"
+    )
+    root = project(failing, {"specs/a/spec.md": "alpha", "specs/b/spec.md": "beta"})
+    result = cli(root, "run")
+    assert result.exit_code == 1
+    assert "a:check" in result.stdout and "skipped" in result.stdout
+    v = verdicts(root)
+    assert v["a:build"][0] == "failed" and v["a:build"][1][0].startswith("last run failed: exit 1")
+    assert v["a:check"] == ("stale", ("never run",))
+    assert v["b:check"][0] == "up-to-date"
+
+
+def test_prompt_model_upstream_and_task_changes_are_named(project) -> None:  # type: ignore[no-untyped-def]
+    root = project(
+        AGENT_PHASES,
+        {
+            "specs/a/spec.md": "spec",
+            "specs/a/tasks.md": TASKS,
+            "agent-os/agents/designer.md": "---\nname: designer\n---\nDesign {{spec}}.",
+        },
+    )
+    age(root)
+    settle(root)
+    assert {s for s, _ in verdicts(root).values()} == {"up-to-date"}
+    assert set(verdicts(root)) == {"a:design", "a:implement:1", "a:implement:2"}
+
+    write(root, {"agent-os/agents/designer.md": "---\nname: designer\n---\nDesign {{spec}} carefully."})
+    v = verdicts(root)
+    assert v["a:design"] == ("stale", ("the agent definition changed",))
+    assert v["a:implement:2"] == ("stale", ("the agent definition changed",))
+    settle(root)
+
+    write(
+        root,
+        {"agent-os/agents/designer.md": "---\nname: designer\nmodel: opus\n---\nDesign {{spec}} carefully."},
+    )
+    assert "model changed from claude-sonnet-5-5 to claude-opus-5-5" in verdicts(root)["a:design"][1]
+    settle(root)
+
+    write(root, {"specs/a/tasks.md": TASKS.replace("Second group", "Second group, reworded")})
+    v = verdicts(root)
+    assert v["a:implement:2"] == ("stale", ("the task's text changed",))
+    assert v["a:implement:1"][0] == "up-to-date"
+    assert v["a:design"] == ("stale", ("input specs/a/tasks.md changed",))
+    settle(root)
+
+    # The design job ran again: its dependants see a new upstream run.
+    state, plan = plan_of(root)
+    job = plan.jobs["a:design"]
+    from runner.plan import signature
+
+    comps = plan.components(job, state.jobs())
+    state.finish_job("a:design", state.start_job("a:design", signature(comps), comps), "done")
+    v = verdicts(root)
+    assert v["a:implement:1"] == ("stale", ("upstream job a:design ran again",))
+
+
+def test_ticking_a_box_changes_no_signature(project) -> None:  # type: ignore[no-untyped-def]
+    root = project(
+        AGENT_PHASES,
+        {
+            "specs/a/spec.md": "spec",
+            "specs/a/tasks.md": TASKS,
+            "agent-os/agents/designer.md": "Design {{spec}}.",
+        },
+    )
+    age(root)
+    settle(root)
+    write(root, {"specs/a/tasks.md": TASKS.replace("- [ ] 1.1", "- [x] 1.1")})
+    assert {s for s, _ in verdicts(root).values()} == {"up-to-date"}
+    # A ticked group drops out of the plan; nothing else is touched.
+    write(root, {"specs/a/tasks.md": TASKS.replace("- [ ] 1.", "- [x] 1.")})
+    v = verdicts(root)
+    assert set(v) == {"a:design", "a:implement:2"}
+    assert {s for s, _ in v.values()} == {"up-to-date"}
+
+
+def test_task_groups_run_in_order_unless_dependencies_or_P_markers_say_otherwise(project) -> None:  # type: ignore[no-untyped-def]
+    spec_kit = """\
+## Phase 1: Setup
+- [ ] T001 Create project
+- [ ] T002 [P] Lint config
+- [ ] T003 [P] Test config
+- [ ] T004 Wire CI
+"""
+    root = project(
+        AGENT_PHASES,
+        {"specs/a/spec.md": "s", "specs/a/tasks.md": spec_kit, "agent-os/agents/designer.md": "x"},
+    )
+    _, plan = plan_of(root)
+    after = {j.task_id: sorted(a.rsplit(":", 1)[1] for a in j.after) for j in plan.jobs.values() if j.group}
+    assert after == {"T001": [], "T002": ["T001"], "T003": ["T001"], "T004": ["T002", "T003"]}
+
+
+def test_implicit_dependency_from_outputs_to_inputs(project) -> None:  # type: ignore[no-untyped-def]
+    wf = """
+specs: ["specs/*"]
+phases:
+  report:
+    inputs: ["artifacts/{name}-build/*.txt"]
+    outputs: ["artifacts/{name}-report/r"]
+    run: "true"
+  build:
+    outputs: ["artifacts/{name}-build/out.txt"]
+    run: "true"
+"""
+    root = project(wf, {"specs/a/spec.md": "s"})
+    _, plan = plan_of(root)
+    assert plan.jobs["a:report"].upstream == ["a:build"]

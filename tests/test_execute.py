@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.conftest import cli, cli_process, write
+from tests.conftest import cli, cli_process
 
 PY = sys.executable
 
@@ -216,7 +216,7 @@ phases:
     first = cli_process(root, "run")
     assert wait_for(started.exists)
     second = cli_process(root, "run")
-    out, err = second.communicate(timeout=20)
+    _out, err = second.communicate(timeout=20)
     assert second.returncode == 2
     assert f"pid {first.pid}" in err and "runner -C" in err and "in use by" in err
     go.touch()

@@ -113,7 +113,7 @@ def run(
             )
             return
         with ProjectLock(project.root, command_line()):
-            from runner.execute import recover
+            from runner.recovery import recover
 
             for job_id in recover(project, state):
                 reporter("error", message=f"{job_id} was interrupted last time; it will run again")
@@ -135,14 +135,16 @@ def run_once(
     force: bool = False,
 ) -> int:
     """Plan, run what is stale, report; the exit code of `runner run`."""
-    from runner.execute import Executor
-
     plan, _, verdicts = _evaluate(project, state, specs, force)
     ids = _selection(plan, verdicts, phases, task, force)
     state.save_file_rows(plan.fingerprints.take_updates())
-    _check_credentials(plan, ids)
-    executor = Executor(project, state, plan, reporter, parallel=parallel, notes=notes)
-    results = executor.run(ids, verdicts)
+    results: dict[str, Any] = {}
+    if ids:
+        from runner.execute import Executor
+
+        _check_credentials(plan, ids)
+        executor = Executor(project, state, plan, reporter, parallel=parallel, notes=notes)
+        results = executor.run(ids, verdicts)
     reporter("summary", counts=_counts(results))
     unfinished = [v for j, v in verdicts.items() if j not in ids and v.state in ("blocked", "failed")]
     bad = any(r.status != "done" for r in results.values()) or (not ids and unfinished)

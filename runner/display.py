@@ -8,7 +8,6 @@ bottom with what is running (turn, tokens, cost, elapsed).
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
@@ -53,6 +52,8 @@ class JsonLines:
         self._lock = threading.Lock()
 
     def __call__(self, kind: str, **fields: Any) -> None:
+        import json
+
         line = json.dumps({"event": kind, "time": round(time.time(), 3), **fields}, default=str)
         with self._lock:
             self.stream.write(line + "\n")

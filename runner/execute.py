@@ -24,6 +24,7 @@ from typing import Any
 from runner.artifacts import job_dir, write_json
 from runner.plan import Job, Plan, Verdict, dependency_order, signature
 from runner.project import Project
+from runner.recovery import remove_outputs_written_since
 from runner.shell import run_command
 from runner.state import State, Usage
 
@@ -95,7 +96,7 @@ def run_shell_job(ctx: JobContext) -> JobResult:
         )
     where = ctx.project.rel(ctx.log_path)
     if result.cancelled:
-        _remove_outputs_written_since(ctx.project.root, ctx.job.outputs, ctx.started)
+        remove_outputs_written_since(ctx.project.root, ctx.job.outputs, ctx.started)
         return JobResult("cancelled", "cancelled; outputs it was writing were removed")
     if not result.ok:
         return JobResult("failed", f"{result.describe(phase.timeout)} (see {where})")
@@ -103,38 +104,6 @@ def run_shell_job(ctx: JobContext) -> JobResult:
     if missing:
         return JobResult("failed", f"the command succeeded but did not create {missing[0]}")
     return JobResult("done")
-
-
-def _remove_outputs_written_since(root: Path, outputs: tuple[str, ...], since: float) -> list[str]:
-    """make's rule for interrupted targets: a half-written output must not look up to date."""
-    removed = []
-    for out in outputs:
-        path = root / out
-        try:
-            if path.is_file() and path.stat().st_mtime >= since - 1:
-                path.unlink()
-                removed.append(out)
-        except FileNotFoundError:
-            pass
-    return removed
-
-
-def recover(project: Project, state: State) -> list[str]:
-    """Close the records of jobs whose runner died mid-run; remove what their commands half-wrote."""
-    recovered = []
-    for rec in state.interrupted():
-        parts = rec.id.split(":")
-        phase = project.workflow.phases.get(parts[1]) if len(parts) > 1 else None
-        spec = next((s for s in project.specs if s.name == parts[0]), None)
-        if phase is not None and spec is not None and phase.run is not None and rec.started:
-            outputs = tuple(
-                o.replace("{spec}", spec.path).replace("{name}", spec.name) for o in phase.outputs
-            )
-            _remove_outputs_written_since(project.root, outputs, rec.started)
-        if rec.run_id is not None:
-            state.finish_job(rec.id, rec.run_id, "cancelled", "interrupted: runner stopped while it ran")
-        recovered.append(rec.id)
-    return recovered
 
 
 JobFunction = Callable[[JobContext], JobResult]

@@ -154,13 +154,8 @@ class Plan:
 
 
 def signature(components: dict[str, str]) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    for key in sorted(components):
-        h.update(key.encode())
-        h.update(b"\0")
-        h.update(components[key].encode())
-        h.update(b"\n")
-    return h.hexdigest()
+    text = "\n".join(f"{key}\0{components[key]}" for key in sorted(components))
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 def _judge(rec: JobRecord | None, sig: str, comps: dict[str, str]) -> tuple[str, list[str]]:
@@ -245,7 +240,8 @@ def build_plan(
             ids = _phase_jobs(project, phase, spec, by_phase, jobs)
             by_phase[(spec.name, phase.name)] = ids
     _implicit_dependencies(jobs)
-    return Plan(project, jobs, fingerprints)
+    ordered = {job_id: jobs[job_id] for job_id in dependency_order(jobs)}
+    return Plan(project, ordered, fingerprints)
 
 
 def _phase_jobs(

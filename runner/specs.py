@@ -78,11 +78,8 @@ def _folders(root: Path, pattern: str) -> list[str]:
 
 
 def _is_spec(folder: Path) -> bool:
-    try:
-        with os.scandir(folder) as it:
-            return any(e.name in SPEC_MARKERS for e in it)
-    except (FileNotFoundError, NotADirectoryError):
-        return False
+    # Usually the first marker exists: one stat per folder rather than a directory listing.
+    return any(os.path.exists(os.path.join(folder, marker)) for marker in SPEC_MARKERS)
 
 
 def select_specs(specs: list[Spec], wanted: tuple[str, ...] | list[str]) -> list[Spec]:

@@ -50,11 +50,14 @@ CREATE INDEX IF NOT EXISTS runs_job ON runs (job_id, id);
 """
 
 
+_JOB_COLUMNS = "id, signature, components, status, reason, run_id, stamp, started, finished, pid"
+
+
 @dataclass(frozen=True)
 class JobRecord:
     id: str
     signature: str
-    components: dict[str, str]
+    components_blob: bytes | None
     status: str  # running | done | partial | blocked | failed | cancelled | awaiting-approval
     reason: str | None
     run_id: int | None
@@ -62,6 +65,11 @@ class JobRecord:
     started: float | None
     finished: float | None
     pid: int | None
+
+    @property
+    def components(self) -> dict[str, str]:
+        """The signature's parts (decoded only when someone asks why a job is stale)."""
+        return marshal.loads(self.components_blob) if self.components_blob else {}
 
 
 @dataclass(frozen=True)
@@ -160,16 +168,13 @@ class State:
 
     def jobs(self) -> dict[str, JobRecord]:
         with self._lock:
-            rows = self._conn.execute(
-                "SELECT id, signature, components, status, reason, run_id, stamp, started, finished, pid FROM jobs"
-            ).fetchall()
+            rows = self._conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs").fetchall()
         return {r[0]: _record(r) for r in rows}
 
     def job(self, job_id: str) -> JobRecord | None:
         with self._lock:
             row = self._conn.execute(
-                "SELECT id, signature, components, status, reason, run_id, stamp, started, finished, pid "
-                "FROM jobs WHERE id = ?",
+                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?",
                 (job_id,),
             ).fetchone()
         return _record(row) if row else None
@@ -250,11 +255,9 @@ class State:
 
     def interrupted(self) -> list[JobRecord]:
         """Jobs recorded as running whose process is gone (killed, crashed, power loss)."""
-        return [
-            r
-            for r in self.jobs().values()
-            if r.status == "running" and (r.pid is None or not pid_alive(r.pid))
-        ]
+        with self._lock:
+            rows = self._conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE status = 'running'").fetchall()
+        return [r for r in map(_record, rows) if r.pid is None or not pid_alive(r.pid)]
 
     def forget(self, job_ids: list[str]) -> None:
         with self.transaction() as c:
@@ -266,7 +269,7 @@ def _record(row: tuple) -> JobRecord:
     return JobRecord(
         id=row[0],
         signature=row[1],
-        components=marshal.loads(row[2]) if row[2] else {},
+        components_blob=row[2],
         status=row[3],
         reason=row[4],
         run_id=row[5],

@@ -16,7 +16,7 @@ from runner import __version__
 from runner.errors import UserError
 
 if TYPE_CHECKING:
-    from runner.plan import Plan, Verdict
+    from runner.plan import Plan
     from runner.project import Project
     from runner.state import State
 
@@ -107,7 +107,7 @@ def run(
     try:
         if dry_run:
             plan, _, verdicts = _evaluate(project, state, specs)
-            ids = _selection(plan, verdicts, phases, task, force)
+            ids = plan.select(verdicts, phases=phases, task=task, force=force)
             reporter(
                 "plan", jobs=[{"job": j, "reasons": list(verdicts[j].reasons)} for j in ids], dry_run=True
             )
@@ -136,7 +136,7 @@ def run_once(
 ) -> int:
     """Plan, run what is stale, report; the exit code of `runner run`."""
     plan, _, verdicts = _evaluate(project, state, specs, force)
-    ids = _selection(plan, verdicts, phases, task, force)
+    ids = plan.select(verdicts, phases=phases, task=task, force=force)
     state.save_file_rows(plan.fingerprints.take_updates())
     results: dict[str, Any] = {}
     if ids:
@@ -149,44 +149,6 @@ def run_once(
     unfinished = [v for j, v in verdicts.items() if j not in ids and v.state in ("blocked", "failed")]
     bad = any(r.status != "done" for r in results.values()) or (not ids and unfinished)
     return 1 if bad else 0
-
-
-def _selection(
-    plan: Plan, verdicts: dict[str, Verdict], phases: tuple[str, ...], task: str | None, force: bool
-) -> list[str]:
-    """The jobs to run: stale ones among those selected, plus their stale upstream (as make does)."""
-    from runner.plan import dependency_order
-
-    jobs = plan.jobs
-    for p in phases:
-        plan.project.workflow.phase(p)
-    selected = [
-        j
-        for j, job in jobs.items()
-        if (not phases or job.phase.name in phases) and (task is None or _task_matches(job, task))
-    ]
-    if task is not None and not selected:
-        raise UserError(
-            f"no open task group '{task}' in the selected specs (see `runner tasks SPEC/tasks.md`)"
-        )
-    wanted: set[str] = set()
-
-    def pull(job_id: str) -> None:
-        if job_id in wanted:
-            return
-        if verdicts[job_id].must_run or (force and job_id in selected):
-            wanted.add(job_id)
-        for up in jobs[job_id].upstream:
-            if up in jobs and verdicts[up].must_run:
-                pull(up)
-
-    for job_id in selected:
-        pull(job_id)
-    return [j for j in dependency_order(jobs) if j in wanted]
-
-
-def _task_matches(job: Any, task: str) -> bool:
-    return job.group is not None and (job.group.id == task or job.id.endswith(":" + task))
 
 
 def _check_credentials(plan: Plan, ids: list[str]) -> None:
@@ -375,6 +337,43 @@ def log(job: str) -> None:
         click.echo(log_file.read_text(encoding="utf-8", errors="replace"), nl=False)
     else:
         raise UserError(f"{job} has no transcript or log yet (looked in {project.rel(folder)})")
+
+
+# --- watch ---------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("specs", nargs=-1)
+@click.option(
+    "--debounce", default=100, show_default=True, metavar="MS", help="Quiet time before re-planning."
+)
+@click.option(
+    "--on-busy",
+    type=click.Choice(["queue", "restart"]),
+    default="queue",
+    show_default=True,
+    help="When inputs of a running job change: re-plan after it ends, or restart it.",
+)
+@click.option("--poll", is_flag=True, help="Poll instead of using OS events (network and container mounts).")
+@click.option("-j", "--jobs", "parallel", default=1, show_default=True, help="Jobs to run at once.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON event per line.")
+def watch(
+    specs: tuple[str, ...], debounce: int, on_busy: str, poll: bool, parallel: int, as_json: bool
+) -> None:
+    """Run what is stale now, then again whenever inputs change, until Ctrl-C."""
+    from runner.watch import watch as watch_loop
+
+    sys.exit(
+        watch_loop(
+            _root(),
+            specs=specs,
+            debounce=debounce / 1000,
+            on_busy=on_busy,
+            poll=poll,
+            parallel=parallel,
+            reporter=_reporter(as_json),
+        )
+    )
 
 
 # --- tasks.md ------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from runner.errors import UserError
 from runner.fingerprint import MISSING, Fingerprints
 from runner.state import JobRecord, pid_alive
 
@@ -76,6 +77,9 @@ class Verdict:
     reasons: tuple[str, ...]
     signature: str
     components: dict[str, str]
+    # Stale only because its last attempt, with this very signature, did not succeed: `runner run`
+    # retries it (as make does), `runner watch` waits for a change instead of looping on a failure.
+    retry_only: bool = False
 
     @property
     def must_run(self) -> bool:
@@ -133,6 +137,7 @@ class Plan:
             sig = signature(comps)
             rec = records.get(job.id)
             state, reasons = _judge(rec, sig, comps)
+            retry_only = state in ("stale", "failed") and rec is not None and rec.signature == sig
             if state == "up-to-date":
                 missing = [o for o in job.outputs if not _exists(self.project.root, o)]
                 if missing:
@@ -143,14 +148,61 @@ class Plan:
                     if v is None:
                         continue
                     if v.state in ("blocked", "awaiting-approval"):
-                        state, reasons = "blocked", [f"upstream {up} is {v.state}"]
+                        state, reasons, retry_only = "blocked", [f"upstream {up} is {v.state}"], False
                         break
                     if v.must_run and state == "up-to-date":
-                        state, reasons = "stale", [f"upstream {up} will run"]
+                        state, reasons, retry_only = "stale", [f"upstream {up} will run"], v.retry_only
             if force and state in ("up-to-date", "blocked"):
-                state, reasons = "stale", ["--force", *reasons]
-            verdicts[job.id] = Verdict(state, tuple(reasons), sig, comps)
+                state, reasons, retry_only = "stale", ["--force", *reasons], False
+            verdicts[job.id] = Verdict(state, tuple(reasons), sig, comps, retry_only)
         return verdicts
+
+    def select(
+        self,
+        verdicts: dict[str, Verdict],
+        *,
+        phases: tuple[str, ...] = (),
+        task: str | None = None,
+        force: bool = False,
+        retry: bool = True,
+    ) -> list[str]:
+        """The jobs to run, in dependency order: the stale ones among those chosen (by phase and
+        task), plus their stale upstream jobs, as make builds a target's prerequisites. With
+        retry=False, jobs that would only repeat a failed attempt are left out."""
+        for p in phases:
+            self.project.workflow.phase(p)
+        chosen = [
+            j
+            for j, job in self.jobs.items()
+            if (not phases or job.phase.name in phases) and (task is None or _is_task(job, task))
+        ]
+        if task is not None and not chosen:
+            raise UserError(
+                f"no open task group '{task}' in the selected specs (see `runner tasks SPEC/tasks.md`)"
+            )
+
+        def runs(job_id: str) -> bool:
+            v = verdicts[job_id]
+            return v.must_run and (retry or not v.retry_only)
+
+        wanted: set[str] = set()
+
+        def pull(job_id: str) -> None:
+            if job_id in wanted:
+                return
+            if runs(job_id) or (force and job_id in chosen):
+                wanted.add(job_id)
+            for up in self.jobs[job_id].upstream:
+                if up in self.jobs and runs(up):
+                    pull(up)
+
+        for job_id in chosen:
+            pull(job_id)
+        return [j for j in self.jobs if j in wanted]
+
+
+def _is_task(job: Job, task: str) -> bool:
+    return job.group is not None and job.group.id == task
 
 
 def signature(components: dict[str, str]) -> str:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.artifacts import job_dir, write_json
+from runner.budget import Limits, RunSpend
 from runner.plan import Job, Plan, Verdict, dependency_order, signature
 from runner.project import Project
 from runner.recovery import remove_outputs_written_since
@@ -54,6 +55,8 @@ class JobContext:
     stopping: threading.Event  # finish the current step, then stop
     cancelled: threading.Event  # stop now
     emit: Emit
+    spend: RunSpend
+    upstream_files: list[str] = field(default_factory=list)  # existing outputs of upstream jobs
     notes: str = ""
     feedback: str = ""
     started: float = field(default_factory=time.time)
@@ -75,7 +78,8 @@ class JobContext:
         }
 
     def fill(self, command: str) -> str:
-        return command.replace("{spec}", self.job.spec.path).replace("{name}", self.job.spec.name)
+        filled = command.replace("{spec}", self.job.spec.path).replace("{name}", self.job.spec.name)
+        return filled.replace("{task}", self.job.task_id) if self.job.task_id else filled
 
 
 def run_shell_job(ctx: JobContext) -> JobResult:
@@ -139,6 +143,8 @@ class Executor:
         self.stopping = threading.Event()
         self.cancelled = threading.Event()
         self.results: dict[str, JobResult] = {}
+        rb = project.workflow.run_budget
+        self.spend = RunSpend(Limits(max_cost_usd=rb.max_cost_usd, max_seconds=rb.max_seconds))
         self._fp_lock = threading.Lock()
         self._cancel_job: dict[str, threading.Event] = {}
 
@@ -263,6 +269,8 @@ class Executor:
             stopping=self.stopping,
             cancelled=_AnyEvent(self.cancelled, cancel),  # type: ignore[arg-type]
             emit=lambda kind, **f: self.emit(kind, job=job_id, **f),
+            spend=self.spend,
+            upstream_files=self._upstream_files(job),
             notes=self.notes,
             feedback=self.feedback.get(job_id, ""),
         )
@@ -283,6 +291,19 @@ class Executor:
             finished.put((job_id, result))
 
         threading.Thread(target=work, name=job_id, daemon=True).start()
+
+    def _upstream_files(self, job: Job) -> list[str]:
+        """Files of earlier phases this job builds on: upstream outputs and its inputs under artifacts/."""
+        files: list[str] = []
+        for up in job.upstream:
+            upstream = self.plan.jobs.get(up)
+            for out in upstream.outputs if upstream else ():
+                if out not in files and (self.project.root / out).is_file():
+                    files.append(out)
+        for rel in self.plan.input_files(job):
+            if rel.startswith("artifacts/") and rel not in files and (self.project.root / rel).is_file():
+                files.append(rel)
+        return files
 
     def _record(self, ctx: JobContext, result: JobResult) -> None:
         if result.status == "awaiting-approval":

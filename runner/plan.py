@@ -51,6 +51,7 @@ class GroupInfo:
     depends_on: tuple[str, ...]
     parallel: bool  # Spec Kit [P]
     section: str | None
+    done: bool  # every required task of the group is ticked
 
 
 @dataclass
@@ -136,6 +137,10 @@ class Plan:
             comps = self.components(job, records)
             sig = signature(comps)
             rec = records.get(job.id)
+            if job.group is not None and job.group.done:
+                # Ticked is done, whoever ticked it; untick a task to have it run again.
+                verdicts[job.id] = Verdict("up-to-date", ("its tasks are ticked",), sig, comps)
+                continue
             state, reasons = _judge(rec, sig, comps)
             retry_only = state in ("stale", "failed") and rec is not None and rec.signature == sig
             if state == "up-to-date":
@@ -315,7 +320,7 @@ def _phase_jobs(
         jobs[job.id] = job
         return [job.id]
     ids: list[str] = []
-    for group, after in _open_groups_in_order(project.task_groups(spec)):
+    for group, after in _groups_in_order(project.task_groups(spec)):
         job = Job(
             id=f"{spec.name}:{phase.name}:{group.id}",
             group=group,
@@ -328,18 +333,24 @@ def _phase_jobs(
     return ids
 
 
-def _open_groups_in_order(groups: list[GroupInfo]) -> list[tuple[GroupInfo, list[str]]]:
-    """Open groups, each with the open groups it must wait for.
+def _groups_in_order(groups: list[GroupInfo]) -> list[tuple[GroupInfo, list[str]]]:
+    """Task groups, each open one with the open groups it must wait for.
+
+    A ticked group stays in the plan as an up-to-date job, so the phases after it see the same
+    upstream whether its tasks were ticked a minute or a month ago.
 
     Stated dependencies win; otherwise groups run one after another in document order, except that
     consecutive Spec Kit [P] groups of one section may run side by side.
     """
     result: list[tuple[GroupInfo, list[str]]] = []
-    open_ids = {g.id for g in groups}
+    open_ids = {g.id for g in groups if not g.done}
     last: list[str] = []  # what the next sequential group waits for
     batch_base: list[str] | None = None  # what the current [P] batch waits for
     batch_section: object = object()
     for g in groups:
+        if g.done:
+            result.append((g, []))
+            continue
         if g.depends_on:
             after = [d for d in g.depends_on if d in open_ids]
             last, batch_base = [g.id], None
@@ -468,7 +479,7 @@ def summarise_groups(task_list: Any) -> list[dict[str, Any]]:
     """The cacheable planning summary of a parsed tasks.md (see GroupInfo)."""
     summary = []
     for group in task_list.groups():
-        if group.done or group.optional:
+        if group.optional:
             continue
         summary.append(
             {
@@ -479,6 +490,7 @@ def summarise_groups(task_list: Any) -> list[dict[str, Any]]:
                 "depends_on": list(group.depends_on),
                 "parallel": "P" in group.root.markers,
                 "section": group.root.section,
+                "done": group.done,
             }
         )
     return summary

@@ -113,6 +113,7 @@ class Project:
                 depends_on=tuple(g["depends_on"]),
                 parallel=g["parallel"],
                 section=g["section"],
+                done=g["done"],
             )
             for g in self.state.cached(path, "taskgroups", parse)
         ]

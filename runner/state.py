@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 STATE_DIR = ".runner"
 SCHEMA_VERSION = 1
 # Parse results are cached across runs; bump when a parser's output changes shape or meaning.
-PARSE_CACHE_VERSION = 1
+PARSE_CACHE_VERSION = 2
 # How much older than the cache entry a file's mtime must be for its stat to be trusted.
 RACY_NS = 2_000_000_000
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner.budget import Limits
 from runner.errors import UserError
 
 WORKFLOW_DIR = "workflows"
@@ -63,13 +64,6 @@ DEFAULT_SPEC_ROOTS = ("agent-os/specs/*", "specs/*", ".kiro/specs/*")
 
 
 @dataclass(frozen=True)
-class Budget:
-    max_turns: int | None = None
-    max_cost_usd: float | None = None
-    max_seconds: float | None = None
-
-
-@dataclass(frozen=True)
 class GitConfig:
     branch: str = "spec"  # "spec": runner/<spec>; "task": runner/<spec>/<task>
     commit: bool = True
@@ -89,7 +83,7 @@ class Phase:
     each: str | None = None
     verify: tuple[str, ...] = ()
     model: str | None = None
-    budget: Budget = field(default_factory=Budget)
+    budget: Limits = field(default_factory=Limits)
     provider: str = "anthropic"
     command: str | None = None
     replay: str | None = None
@@ -112,7 +106,7 @@ class Workflow:
     phases: dict[str, Phase]  # in dependency order
     spec_roots: tuple[str, ...]
     models: dict[str, str]
-    run_budget: Budget
+    run_budget: Limits
     git: GitConfig | None
 
     def phase(self, name: str) -> Phase:
@@ -388,7 +382,7 @@ def _assemble(files: list[Path], raws: list[dict]) -> Workflow:
         phases={name: phases[name] for name in order},
         spec_roots=tuple(spec_roots),
         models=models,
-        run_budget=Budget(**run_budget),
+        run_budget=Limits(**run_budget),
         git=GitConfig(**git) if git is not None else None,
     )
 
@@ -406,7 +400,7 @@ def _phase(name: str, path: Path, raw: dict, p: dict) -> Phase:
         "each": p["each"],
         "verify": tuple(p["verify"]),
         "model": model,
-        "budget": Budget(**budget),
+        "budget": Limits(**budget),
         "provider": provider,
         "command": p["command"] or raw["command"],
         "replay": p["replay"] or raw["replay"],
@@ -472,14 +466,8 @@ def canonical(value: Any) -> str:
         return "{" + ",".join(f"{k!r}:{canonical(value[k])}" for k in sorted(value)) + "}"
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(canonical(v) for v in value) + "]"
-    if isinstance(value, Budget):
-        return canonical(
-            {
-                "max_turns": value.max_turns,
-                "max_cost_usd": value.max_cost_usd,
-                "max_seconds": value.max_seconds,
-            }
-        )
+    if isinstance(value, Limits):
+        return canonical(vars(value))
     return repr(value)
 
 

@@ -61,7 +61,7 @@ class PromptValues:
 @dataclass(frozen=True)
 class Rendered:
     text: str
-    task_placed: bool  # the template had a place for the task
+    task_placed: bool  # the template had a place for the whole task block (not just its id)
     feedback_placed: bool  # review feedback reached the prompt text
     unknown: tuple[str, ...]  # placeholders left unfilled
 
@@ -91,15 +91,13 @@ def render(template: str, values: PromptValues, argument_hint: tuple[str, ...] =
         return table[key]
 
     text = _PLACEHOLDER.sub(fill, template)
-    task_placed = "task" in keys or "task_id" in keys
+    task_placed = "task" in keys
     if values.task and _INSERT_LINE.search(text):
         text = _INSERT_LINE.sub(lambda _: values.task or "", text)
         task_placed = True
     text = text.replace(_THIS_SPEC, values.name)
     if argument_hint:
         args = [table.get(_ALIASES.get(_key(h), ""), NONE) for h in argument_hint]
-        if any(_ALIASES.get(_key(h)) == "task_id" for h in argument_hint):
-            task_placed = task_placed or bool(_POSITIONAL.search(text))
 
         def positional(m: re.Match[str]) -> str:
             if m.group(1) == "ARGUMENTS":

@@ -1,0 +1,282 @@
+"""One agent job, end to end: prompt, tools, the loop (or a CLI agent), ticks, artifacts.
+
+The status a job ends with is earned, not claimed: an agent that reports done with tasks still
+open gets them ticked only if `verify` passes (else the job is `partial`), and a job that did not
+write the outputs it must write is `partial` too.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from runner.agents.context import job_message, task_block
+from runner.agents.loop import AgentLoop, Model, Outcome, Report
+from runner.agents.record import record_features, record_implementation
+from runner.agents.sandbox import Sandbox
+from runner.agents.templates import PromptValues, render
+from runner.agents.ticks import TaskTicker, Workspace
+from runner.agents.tools import Tools, scrubbed_env
+from runner.budget import Limits
+from runner.execute import JobContext, JobResult
+from runner.fsutil import append_line
+from runner.implementation import Entry
+from runner.state import Usage
+from runner.tasks import TaskList, load_tasks
+from runner.transcript import Transcript, redact, secret_values
+
+# Written by runner from the job's report when the agent does not write them itself.
+RUNNER_OUTPUTS = ("implementation.md", "features.json")
+
+
+class JobLog:
+    """The job's `log`: what runner did around the agent (verify output, ticks, skipped tools)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.secrets = secret_values()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("", encoding="utf-8")
+
+    def __call__(self, line: str) -> None:
+        append_line(self.path, redact(f"{time.strftime('%H:%M:%S')} {line}", self.secrets))
+
+
+def run_agent_job(ctx: JobContext) -> JobResult:
+    job, project, phase, spec = ctx.job, ctx.project, ctx.job.phase, ctx.job.spec
+    agent = job.agent
+    assert agent is not None
+    log = JobLog(ctx.log_path)
+    tasks_path = project.root / spec.tasks_path
+    tasks = load_tasks(tasks_path) if tasks_path.exists() else None
+    task_ids: list[str] = []
+    block = None
+    if job.group is not None:
+        group = next((g for g in tasks.groups() if g.id == job.group.id), None) if tasks else None
+        if group is None:
+            return JobResult("failed", f"task {job.group.id} is no longer in {spec.tasks_path}")
+        task_ids = [t.id for t in group.tasks]
+        block = task_block(tasks, group.id, spec.tasks_path)  # type: ignore[arg-type]
+    elif tasks is not None:
+        task_ids = [t.id for t in tasks.tasks]
+
+    rendered = render(
+        agent.body,
+        PromptValues(
+            spec=spec.path,
+            name=spec.name,
+            phase=phase.name,
+            task=block,
+            task_id=job.task_id,
+            notes=ctx.notes,
+            feedback=ctx.feedback,
+        ),
+        agent.argument_hint,
+    )
+    if rendered.unknown:
+        log(f"placeholders left as they are in {project.rel(agent.path)}: {', '.join(rendered.unknown)}")
+    runner_outputs = [o for o in job.outputs if o.rsplit("/", 1)[-1] in RUNNER_OUTPUTS]
+    message = job_message(
+        job_id=job.id,
+        phase=phase.name,
+        spec_name=spec.name,
+        spec_path=spec.path,
+        root=project.root,
+        assignment=block,
+        task_ids=task_ids if job.group else [],
+        upstream_files=ctx.upstream_files,
+        agent_outputs=[o for o in job.outputs if o not in runner_outputs],
+        runner_outputs=runner_outputs,
+        verify=[ctx.fill(v) for v in phase.verify],
+        feedback=ctx.feedback if not rendered.feedback_placed else "",
+        notes=ctx.notes,
+        task_in_prompt=rendered.task_placed,
+    )
+    agent_env = scrubbed_env()
+    ticker = TaskTicker(
+        root=project.root,
+        tasks_path=tasks_path if tasks is not None else None,
+        guarded={project.root / s.tasks_path for s in project.specs},
+        allowed=set(task_ids) if job.group else None,
+        verify=[ctx.fill(v) for v in phase.verify],
+        env=agent_env,
+        log=log,
+        emit=ctx.emit,
+        cancelled=ctx.cancelled,
+    )
+    if phase.provider == "command":
+        from runner.agents.providers.command import run_cli_agent
+
+        outcome = run_cli_agent(ctx, f"{rendered.text}\n\n---\n\n{message}", ticker, log)
+        changed: set[str] = set()
+    else:
+        tools = Tools(Sandbox(project.root), names=agent.tools, guard=ticker, env=agent_env)
+        if tools.unknown:
+            log(f"tools this runner does not have, skipped: {', '.join(tools.unknown)}")
+        workspace = Workspace(tools)
+        ticker.workspace = workspace
+        loop = AgentLoop(
+            _model(ctx, agent.fields),
+            workspace,
+            ticker,
+            Transcript(ctx.dir / "transcript.jsonl"),
+            limits=_limits(phase.budget, agent.max_turns),
+            spend=ctx.spend,
+            emit=ctx.emit,
+            stopping=ctx.stopping,
+            cancelled=ctx.cancelled,
+        )
+        outcome = loop.run(rendered.text, message)
+        changed = set(tools.changed_files)
+    outcome = _redacted(outcome, log.secrets)
+    status, reason = _settle(ctx, outcome, ticker, log)
+    details = _record(ctx, outcome, status, reason, tasks, task_ids, changed, ticker, log)
+    return JobResult(
+        status,
+        reason,
+        usage=Usage(
+            model=job.model if phase.provider == "anthropic" else phase.provider,
+            turns=outcome.turns,
+            input_tokens=outcome.usage.input_tokens,
+            output_tokens=outcome.usage.output_tokens,
+            cache_read_tokens=outcome.usage.cache_read_tokens,
+            cache_write_tokens=outcome.usage.cache_write_tokens,
+            cost_usd=outcome.cost_usd,
+        ),
+        ticked=list(ticker.ticked),
+        details=details,
+    )
+
+
+def _redacted(outcome: Outcome, secrets: list[str]) -> Outcome:
+    """The agent's own words go into artifacts; secrets it may have seen must not."""
+
+    def clean(items: list[str]) -> list[str]:
+        return [redact(i, secrets) for i in items]
+
+    r = outcome.report
+    report = Report(
+        redact(r.summary, secrets),
+        clean(r.changes),
+        clean(r.deviations),
+        clean(r.limitations),
+        clean(r.concerns),
+    )
+    reason = redact(outcome.reason, secrets) if outcome.reason else None
+    return replace(outcome, report=report, reason=reason)
+
+
+def _model(ctx: JobContext, fields: dict[str, Any]) -> Model:
+    phase = ctx.job.phase
+    if phase.provider == "replay":
+        from runner.agents.providers.replay import ReplayModel
+
+        if not phase.replay:
+            from runner.workflow import phase_error
+
+            raise phase_error(
+                phase, "provider", f"phase '{phase.name}' uses provider replay but names no `replay:` script"
+            )
+        return ReplayModel(ctx.project.root / ctx.fill(phase.replay))
+    from runner.agents.providers.anthropic import DEFAULT_MAX_TOKENS, AnthropicModel
+
+    assert ctx.job.model is not None
+    max_tokens = fields.get("max_tokens")
+    return AnthropicModel(
+        ctx.job.model, max_tokens=max_tokens if isinstance(max_tokens, int) else DEFAULT_MAX_TOKENS
+    )
+
+
+def _limits(budget: Limits, agent_max_turns: int | None) -> Limits:
+    return Limits(
+        max_turns=agent_max_turns or budget.max_turns,
+        max_cost_usd=budget.max_cost_usd,
+        max_seconds=budget.max_seconds,
+    )
+
+
+def _settle(ctx: JobContext, outcome: Outcome, ticker: TaskTicker, log: JobLog) -> tuple[str, str | None]:
+    """The job's real status: a reported `done` must be backed by ticked tasks and written outputs."""
+    status, reason = outcome.status, outcome.reason
+    if status != "done":
+        return status, reason
+    still_open = ticker.open_tasks()
+    if still_open:
+        ok, output = ticker.verify()
+        if not ok:
+            log(f"reported done, but verify failed; not ticked: {', '.join(still_open)}\n{output}")
+            return "partial", f"verify failed, so {', '.join(still_open)} stay unticked"
+        ticker.complete_rest()
+    missing = [
+        o
+        for o in ctx.job.outputs
+        if o.rsplit("/", 1)[-1] not in RUNNER_OUTPUTS and not (ctx.project.root / o).exists()
+    ]
+    if missing:
+        return "partial", f"reported done but did not write {', '.join(missing)}"
+    return "done", None
+
+
+def _record(
+    ctx: JobContext,
+    outcome: Outcome,
+    status: str,
+    reason: str | None,
+    tasks: TaskList | None,
+    task_ids: list[str],
+    changed: set[str],
+    ticker: TaskTicker,
+    log: JobLog,
+) -> dict[str, Any]:
+    job, project = ctx.job, ctx.project
+    report: Report = outcome.report
+    details: dict[str, Any] = {
+        "agent": job.phase.agent,
+        "provider": job.phase.provider,
+        "summary": report.summary,
+        "concerns": report.concerns,
+    }
+    for out in job.outputs:
+        path = project.root / out
+        name = out.rsplit("/", 1)[-1]
+        agent_wrote = out in changed
+        if name == "implementation.md":
+            entry = Entry(
+                job_id=job.id,
+                task_id=job.task_id,
+                title=job.group.title if job.group else job.phase.name,
+                status=status,
+                files=sorted(changed) or report.changes,
+                summary=report.summary,
+                deviations=report.deviations,
+                limitations=report.limitations,
+                reason=reason,
+            )
+            missing = record_implementation(path, entry, title=job.spec.name, agent_wrote=agent_wrote)
+            if missing:
+                log(f"{out} (written by the agent) lacks the sections: {', '.join(missing)}")
+                details["implementation_missing_sections"] = missing
+        elif name == "features.json" and not agent_wrote:
+            checked = (
+                {t.id for t in load_tasks(ticker.tasks_path).tasks if t.checked}
+                if ticker.tasks_path
+                else set()
+            )
+            sources = [project.root / f for f in ctx.upstream_files if f.endswith("/features.json")]
+            sources += [project.root / job.spec.path / n for n in ("features.json", "feature_list.json")]
+            origin = record_features(
+                path,
+                sources=sources,
+                task_ids=set(task_ids) if job.group else set(),
+                checked=checked,
+                status=status,
+                reason=reason,
+            )
+            if origin is None:
+                log(f"no feature list to start {out} from (no upstream features.json, no spec features.json)")
+            elif job.phase.update_spec_features:
+                spec_file = project.root / job.spec.path / "features.json"
+                spec_file.write_bytes(path.read_bytes())
+    return details

@@ -1,0 +1,103 @@
+"""The `command` provider: any CLI agent (`claude -p`, `codex exec`, `aider --message-file -` ...).
+
+The rendered prompt goes to the command's stdin; its output goes to the job log. A CLI agent edits
+files with its own tools, so tasks.md is reconciled afterwards: ticks of the job's own tasks are
+kept when `verify` passes, and anything else it did to the task list (removed or reworded tasks,
+other ticks) is undone and reported. The result comes from a report file the agent may write
+(`$RUNNER_REPORT`: JSON with `status` and `summary`, or text with a `Status:` line), else from the
+last lines of its output, else from its exit code.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from runner.agents.loop import Outcome, Report, TurnUsage, report_from_text
+from runner.agents.ticks import TaskTicker, restore_tasks
+from runner.execute import JobContext
+from runner.shell import run_command
+from runner.taskguard import diff_tasks
+
+REPORT_NAME = "report"  # $RUNNER_REPORT = <job dir>/report (JSON or text)
+
+
+def run_cli_agent(ctx: JobContext, prompt: str, ticker: TaskTicker, log: Any) -> Outcome:
+    phase = ctx.job.phase
+    if not phase.command:
+        from runner.workflow import phase_error
+
+        raise phase_error(
+            phase, "provider", f"phase '{phase.name}' uses provider command but names no `command:`"
+        )
+    command = ctx.fill(phase.command)
+    report_path = ctx.dir / REPORT_NAME
+    report_path.unlink(missing_ok=True)
+    tasks_path = ticker.tasks_path
+    before = tasks_path.read_text(encoding="utf-8-sig") if tasks_path and tasks_path.exists() else None
+    timeout = phase.timeout or phase.budget.max_seconds
+    log(f"$ {command}")
+    with open(ctx.dir / "output.log", "wb") as out:
+        result = run_command(
+            command,
+            cwd=ctx.project.root,
+            env={**ctx.env(), "RUNNER_REPORT": str(report_path)},
+            output=out,
+            stdin=prompt.encode("utf-8"),
+            timeout=timeout,
+            cancelled=ctx.cancelled,
+        )
+    log(f"{command.split()[0]}: {result.describe(timeout)} after {result.seconds:.1f} s")
+    if before is not None:
+        _reconcile_tasks(ticker, before, log)
+    text = (ctx.dir / "output.log").read_text(encoding="utf-8", errors="replace")
+    status, report = _report(report_path, text[-20_000:])
+    if result.cancelled:
+        status, reason = "cancelled", "cancelled"
+    elif result.timed_out:
+        status, reason = "partial", result.describe(timeout)
+    elif not result.ok:
+        status, reason = "failed", f"{result.describe()} (see {ctx.project.rel(ctx.dir / 'output.log')})"
+    else:
+        reason = report.summary if status != "done" else None
+    return Outcome(status, reason, report, TurnUsage(), 0, 0.0)
+
+
+def _reconcile_tasks(ticker: TaskTicker, before: str, log: Any) -> None:
+    """Keep the agent's verified ticks of its own tasks; undo every other change it made to tasks.md."""
+    assert ticker.tasks_path is not None
+    after = ticker.tasks_path.read_text(encoding="utf-8-sig")
+    if after == before:
+        return
+    diff = diff_tasks(before, after)
+    claimed = {t for t in diff.ticked if ticker.allowed is None or t in ticker.allowed}
+    verified, output = ticker.verify() if claimed else (True, "")
+    keep = claimed if verified else set()
+    if claimed and not verified:
+        log(f"verify failed, so the agent's ticks of {', '.join(sorted(claimed))} are undone:\n{output}")
+
+    restore_tasks(ticker.tasks_path, before, keep=keep)
+    if keep != set(diff.ticked) or not diff.only_ticks:
+        log(f"the agent changed tasks.md ({diff.describe()}); kept only verified ticks of its own tasks")
+    for task_id in sorted(keep):
+        ticker.ticked.append(task_id)
+        ticker.emit("tick", task=task_id, path=ticker.rel)
+
+
+def _report(path: Any, output_tail: str) -> tuple[str, Report]:
+    if path.exists():
+        raw = path.read_text(encoding="utf-8", errors="replace")
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            return report_from_text(raw)
+        if isinstance(data, dict):
+            status = str(data.get("status", "done"))
+            return (status if status in ("done", "partial", "blocked") else "partial"), Report(
+                summary=str(data.get("summary", "")),
+                changes=[str(c) for c in data.get("changes", [])],
+                deviations=[str(c) for c in data.get("deviations", [])],
+                limitations=[str(c) for c in data.get("limitations", [])],
+                concerns=[str(c) for c in data.get("concerns", [])],
+            )
+    return report_from_text(output_tail)

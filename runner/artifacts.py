@@ -16,6 +16,10 @@ from typing import Any
 from runner.fsutil import atomic_write
 
 
+# Files runner writes into every job's folder itself.
+JOB_FILES = ("run.json", "transcript.jsonl", "log")
+
+
 def safe_name(task_id: str) -> str:
     """A task id as a folder name ('Task 3' -> 'Task-3')."""
     return re.sub(r"[^A-Za-z0-9._-]+", "-", task_id).strip("-.") or "task"

@@ -134,20 +134,32 @@ def run_once(
     parallel: int = 1,
     force: bool = False,
 ) -> int:
-    """Plan, run what is stale, report; the exit code of `runner run`."""
-    plan, _, verdicts = _evaluate(project, state, specs, force)
-    ids = plan.select(verdicts, phases=phases, task=task, force=force)
-    state.save_file_rows(plan.fingerprints.take_updates())
+    """Plan, run what is stale, report; the exit code of `runner run`.
+
+    A review that requests changes makes the reviewed jobs stale; runner then plans again and runs
+    the next round at once, until the reviews are settled. Later passes only run what changed
+    since (a failure is not retried in a loop).
+    """
     results: dict[str, Any] = {}
-    if ids:
+    first = True
+    while True:
+        feedback = state.feedback()
+        plan, _, verdicts = _evaluate(project, state, specs, force and first)
+        ids = plan.select(verdicts, phases=phases, task=task, force=force and first, retry=first)
+        state.save_file_rows(plan.fingerprints.take_updates())
+        if not ids:
+            break
         from runner.execute import Executor
 
         _check_credentials(plan, ids)
         executor = Executor(project, state, plan, reporter, parallel=parallel, notes=notes)
-        results = executor.run(ids, verdicts)
+        results.update(executor.run(ids, verdicts))
+        first = False
+        if state.feedback() == feedback:
+            break
     reporter("summary", counts=_counts(results))
-    unfinished = [v for j, v in verdicts.items() if j not in ids and v.state in ("blocked", "failed")]
-    bad = any(r.status != "done" for r in results.values()) or (not ids and unfinished)
+    unfinished = [v for j, v in verdicts.items() if v.state in ("blocked", "failed", "awaiting-approval")]
+    bad = any(r.status != "done" for r in results.values()) or unfinished
     return 1 if bad else 0
 
 

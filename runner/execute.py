@@ -131,7 +131,6 @@ class Executor:
         *,
         parallel: int = 1,
         notes: str = "",
-        feedback: dict[str, str] | None = None,
     ) -> None:
         self.project = project
         self.state = state
@@ -139,7 +138,7 @@ class Executor:
         self.emit = emit
         self.parallel = max(1, parallel)
         self.notes = notes
-        self.feedback = feedback or {}
+        self.feedback = plan.feedback
         self.stopping = threading.Event()
         self.cancelled = threading.Event()
         self.results: dict[str, JobResult] = {}
@@ -306,12 +305,9 @@ class Executor:
         return files
 
     def _record(self, ctx: JobContext, result: JobResult) -> None:
-        if result.status == "awaiting-approval":
-            self.state.set_status(ctx.job.id, "awaiting-approval", result.reason)
-        else:
-            self.state.finish_job(
-                ctx.job.id, ctx.run_id, result.status, result.reason, result.usage, result.ticked
-            )
+        self.state.finish_job(
+            ctx.job.id, ctx.run_id, result.status, result.reason, result.usage, result.ticked
+        )
         u = result.usage
         ended = time.time()
         write_json(

@@ -10,6 +10,7 @@ with its reasons:
     config           the phase's settings in the workflow
     model            the resolved model id
     upstream:<job>   the run that last brought that upstream job up to date
+    feedback         review points or rejection notes the job must address (see review.py)
 
 A task job does not depend on the rest of tasks.md, so ticking one task never invalidates another.
 Task groups run in document order (or as their stated dependencies allow); that order is an
@@ -92,6 +93,7 @@ class Plan:
         self.project = project
         self.jobs = jobs  # dependency order
         self.fingerprints = fingerprints
+        self.feedback = project.state.feedback()
 
     # --- signatures ---------------------------------------------------------------------------
 
@@ -108,6 +110,8 @@ class Plan:
             comps["prompt"] = self.project.prompt_digest(job.agent)
             comps["model"] = job.model or ""
         comps["config"] = job.phase.config_digest
+        if job.id in self.feedback:
+            comps["feedback"] = hashlib.blake2b(self.feedback[job.id].encode(), digest_size=16).hexdigest()
         for up in job.upstream:
             rec = records.get(up)
             comps["upstream:" + up] = str(rec.stamp) if rec and rec.stamp is not None else "none"
@@ -137,8 +141,8 @@ class Plan:
             comps = self.components(job, records)
             sig = signature(comps)
             rec = records.get(job.id)
-            if job.group is not None and job.group.done:
-                # Ticked is done, whoever ticked it; untick a task to have it run again.
+            if job.group is not None and job.group.done and not _new_feedback(rec, comps):
+                # Ticked is done, whoever ticked it; untick a task (or review it) to have it run again.
                 verdicts[job.id] = Verdict("up-to-date", ("its tasks are ticked",), sig, comps)
                 continue
             state, reasons = _judge(rec, sig, comps)
@@ -215,6 +219,10 @@ def signature(components: dict[str, str]) -> str:
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
+def _new_feedback(rec: JobRecord | None, comps: dict[str, str]) -> bool:
+    return "feedback" in comps and (rec is None or rec.components.get("feedback") != comps["feedback"])
+
+
 def _judge(rec: JobRecord | None, sig: str, comps: dict[str, str]) -> tuple[str, list[str]]:
     if rec is None:
         return "stale", ["never run"]
@@ -266,6 +274,8 @@ def explain_changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
             reasons.append(f"model changed from {before or 'none'} to {after or 'none'}")
         elif kind == "config":
             reasons.append("the phase's settings in the workflow changed")
+        elif kind == "feedback":
+            reasons.append("there is review feedback to address")
         else:
             reasons.append(f"{key} changed")
     return reasons or ["signature changed"]
@@ -313,7 +323,12 @@ def _phase_jobs(
     outputs = tuple(_fill(p, fill) for p in phase.outputs)
     upstream = [j for need in phase.needs for j in by_phase.get((spec.name, need), [])]
     agent = project.agent(phase) if phase.agent else None
-    model = project.model_for(phase, agent) if agent else None
+    # A CLI agent or a replay script chooses no model of ours; show (and sign) the provider instead.
+    model = (
+        (project.model_for(phase, agent) if phase.provider == "anthropic" else phase.provider)
+        if agent
+        else None
+    )
     base = dict(spec=spec, phase=phase, inputs=inputs, outputs=outputs, agent=agent, model=model)
     if phase.each != "task":
         job = Job(id=f"{spec.name}:{phase.name}", upstream=list(upstream), **base)

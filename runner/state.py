@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 STATE_DIR = ".runner"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # Parse results are cached across runs; bump when a parser's output changes shape or meaning.
 PARSE_CACHE_VERSION = 2
 # How much older than the cache entry a file's mtime must be for its stat to be trusted.
@@ -47,6 +47,9 @@ CREATE TABLE IF NOT EXISTS runs (
     started REAL, finished REAL, model TEXT, turns INTEGER, input_tokens INTEGER, output_tokens INTEGER,
     cache_read_tokens INTEGER, cache_write_tokens INTEGER, cost_usd REAL, ticked TEXT);
 CREATE INDEX IF NOT EXISTS runs_job ON runs (job_id, id);
+CREATE TABLE IF NOT EXISTS feedback (job_id TEXT PRIMARY KEY, text TEXT, source TEXT, round INTEGER);
+CREATE TABLE IF NOT EXISTS reviews (job_id TEXT PRIMARY KEY, rounds INTEGER);
+CREATE TABLE IF NOT EXISTS approvals (job_id TEXT PRIMARY KEY, tasks TEXT, paths TEXT, message TEXT);
 """
 
 
@@ -240,6 +243,17 @@ class State:
                 (status, reason, now, job_id),
             )
 
+    def mark_done(self, job_id: str) -> None:
+        """An approved job: done now, and its last run is what dependants build on."""
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE jobs SET status = 'done', reason = NULL, stamp = run_id WHERE id = ?", (job_id,)
+            )
+            c.execute(
+                "UPDATE runs SET status = 'done', reason = NULL WHERE id = (SELECT run_id FROM jobs WHERE id = ?)",
+                (job_id,),
+            )
+
     def set_status(self, job_id: str, status: str, reason: str | None = None) -> None:
         with self.transaction() as c:
             c.execute("UPDATE jobs SET status = ?, reason = ? WHERE id = ?", (status, reason, job_id))
@@ -259,10 +273,50 @@ class State:
             rows = self._conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE status = 'running'").fetchall()
         return [r for r in map(_record, rows) if r.pid is None or not pid_alive(r.pid)]
 
+    # --- review feedback and approvals -----------------------------------------------------------
+
+    def feedback(self) -> dict[str, str]:
+        """Feedback each job must address (review points, rejection notes); part of its signature."""
+        with self._lock:
+            return dict(self._conn.execute("SELECT job_id, text FROM feedback").fetchall())
+
+    def set_feedback(self, job_id: str, text: str, source: str, round: int) -> None:
+        with self.transaction() as c:
+            c.execute("INSERT OR REPLACE INTO feedback VALUES (?, ?, ?, ?)", (job_id, text, source, round))
+
+    def review_rounds(self, job_id: str) -> int:
+        with self._lock:
+            row = self._conn.execute("SELECT rounds FROM reviews WHERE job_id = ?", (job_id,)).fetchone()
+        return row[0] if row else 0
+
+    def set_review_rounds(self, job_id: str, rounds: int) -> None:
+        with self.transaction() as c:
+            c.execute("INSERT OR REPLACE INTO reviews VALUES (?, ?)", (job_id, rounds))
+
+    def pending_approval(self, job_id: str) -> tuple[list[str], list[str], str] | None:
+        """(ticked tasks, paths, commit message) of a job waiting for `runner approve`."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT tasks, paths, message FROM approvals WHERE job_id = ?", (job_id,)
+            ).fetchone()
+        return (row[0].split(), row[1].split("\n") if row[1] else [], row[2]) if row else None
+
+    def set_pending_approval(self, job_id: str, tasks: list[str], paths: list[str], message: str) -> None:
+        with self.transaction() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO approvals VALUES (?, ?, ?, ?)",
+                (job_id, " ".join(tasks), "\n".join(paths), message),
+            )
+
+    def clear_pending_approval(self, job_id: str) -> None:
+        with self.transaction() as c:
+            c.execute("DELETE FROM approvals WHERE job_id = ?", (job_id,))
+
     def forget(self, job_ids: list[str]) -> None:
         with self.transaction() as c:
             c.executemany("DELETE FROM jobs WHERE id = ?", [(j,) for j in job_ids])
-            c.executemany("DELETE FROM runs WHERE job_id = ?", [(j,) for j in job_ids])
+            for table in ("runs", "feedback", "reviews", "approvals"):
+                c.executemany(f"DELETE FROM {table} WHERE job_id = ?", [(j,) for j in job_ids])
 
 
 def _record(row: tuple) -> JobRecord:

@@ -19,6 +19,7 @@ from runner.agents.sandbox import Sandbox
 from runner.agents.templates import PromptValues, render
 from runner.agents.ticks import TaskTicker, Workspace
 from runner.agents.tools import Tools, scrubbed_env
+from runner.artifacts import JOB_FILES
 from runner.budget import Limits
 from runner.execute import JobContext, JobResult
 from runner.fsutil import append_line
@@ -29,6 +30,7 @@ from runner.transcript import Transcript, redact, secret_values
 
 # Written by runner from the job's report when the agent does not write them itself.
 RUNNER_OUTPUTS = ("implementation.md", "features.json")
+_NOT_THE_AGENTS = (*RUNNER_OUTPUTS, *JOB_FILES)
 
 
 class JobLog:
@@ -132,12 +134,17 @@ def run_agent_job(ctx: JobContext) -> JobResult:
         changed = set(tools.changed_files)
     outcome = _redacted(outcome, log.secrets)
     status, reason = _settle(ctx, outcome, ticker, log)
+    review: dict[str, Any] = {}
+    if phase.reviews and status == "done":
+        from runner.review import settle_review
+
+        status, reason, review = settle_review(ctx, outcome.final_text)
     details = _record(ctx, outcome, status, reason, tasks, task_ids, changed, ticker, log)
     return JobResult(
         status,
         reason,
         usage=Usage(
-            model=job.model if phase.provider == "anthropic" else phase.provider,
+            model=job.model,
             turns=outcome.turns,
             input_tokens=outcome.usage.input_tokens,
             output_tokens=outcome.usage.output_tokens,
@@ -146,7 +153,7 @@ def run_agent_job(ctx: JobContext) -> JobResult:
             cost_usd=outcome.cost_usd,
         ),
         ticked=list(ticker.ticked),
-        details=details,
+        details={**details, **review},
     )
 
 
@@ -165,7 +172,7 @@ def _redacted(outcome: Outcome, secrets: list[str]) -> Outcome:
         clean(r.concerns),
     )
     reason = redact(outcome.reason, secrets) if outcome.reason else None
-    return replace(outcome, report=report, reason=reason)
+    return replace(outcome, report=report, reason=reason, final_text=redact(outcome.final_text, secrets))
 
 
 def _model(ctx: JobContext, fields: dict[str, Any]) -> Model:
@@ -212,7 +219,7 @@ def _settle(ctx: JobContext, outcome: Outcome, ticker: TaskTicker, log: JobLog) 
     missing = [
         o
         for o in ctx.job.outputs
-        if o.rsplit("/", 1)[-1] not in RUNNER_OUTPUTS and not (ctx.project.root / o).exists()
+        if o.rsplit("/", 1)[-1] not in _NOT_THE_AGENTS and not (ctx.project.root / o).exists()
     ]
     if missing:
         return "partial", f"reported done but did not write {', '.join(missing)}"

@@ -168,6 +168,7 @@ class Outcome:
     usage: TurnUsage
     turns: int
     cost_usd: float
+    final_text: str = ""  # the agent's last words: a Finish summary or its closing message
 
 
 class AgentLoop:
@@ -198,6 +199,7 @@ class AgentLoop:
         self.cost_usd = 0.0
         self.turns = 0
         self.report = Report()
+        self.final_text = ""
         self.started = time.monotonic()
         self._calls: list[tuple[str, str]] = []  # (call, result) digests, for the stuck detector
         self._cut_off = False
@@ -218,7 +220,7 @@ class AgentLoop:
         self.transcript.write(
             "finish", status=status, reason=reason, turns=self.turns, cost_usd=self.cost_usd
         )
-        return Outcome(status, reason, self.report, self.usage, self.turns, self.cost_usd)
+        return Outcome(status, reason, self.report, self.usage, self.turns, self.cost_usd, self.final_text)
 
     def step(self, system: str, tools: list[dict[str, Any]]) -> None:
         self._check_limits()
@@ -258,7 +260,7 @@ class AgentLoop:
     def _on_end(self, turn: ModelTurn) -> None:
         text = "\n".join(b.get("text", "") for b in turn.content if b.get("type") == "text")
         status, report = report_from_text(text)
-        self.report = report
+        self.report, self.final_text = report, text
         raise Finished(status, report.summary if status != "done" else None)
 
     def _on_max_tokens(self, turn: ModelTurn) -> None:
@@ -325,6 +327,7 @@ class AgentLoop:
         status = str(args.get("status", "done"))
         if status not in ("done", "partial", "blocked"):
             status = "partial"
+        self.final_text = str(args.get("summary", ""))
         self.report = Report(
             summary=str(args.get("summary", "")),
             changes=_strings(args.get("changes")),

@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from typing import Any
 
@@ -40,6 +42,32 @@ class _Client(anthropic.Anthropic):
         return min(wait, self.max_retry_after)
 
 
+_clients: dict[tuple[Any, ...], _Client] = {}
+_clients_lock = threading.Lock()
+
+
+def shared_client(
+    max_retries: int, max_retry_after: float, request_timeout: float, connect_timeout: float
+) -> _Client:
+    """One SDK client per setting for the whole process: jobs share its connection pool and TLS setup.
+
+    API key, auth token and base URL come from the environment, as the SDK reads them.
+    """
+    env = tuple(
+        os.environ.get(k) for k in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL")
+    )
+    key = (max_retries, max_retry_after, request_timeout, connect_timeout, env)
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            client = _Client(
+                max_retries=max_retries, timeout=httpx2.Timeout(request_timeout, connect=connect_timeout)
+            )
+            client.max_retry_after = max_retry_after
+            _clients[key] = client
+        return client
+
+
 class AnthropicModel:
     def __init__(
         self,
@@ -56,12 +84,7 @@ class AnthropicModel:
         self.max_tokens = max_tokens
         self.request_timeout = request_timeout
         self.stream_retries = stream_retries
-        # API key, auth token and base URL come from the environment, as the SDK reads them.
-        self.client = _Client(
-            max_retries=max_retries,
-            timeout=httpx2.Timeout(request_timeout, connect=connect_timeout),
-        )
-        self.client.max_retry_after = max_retry_after
+        self.client = shared_client(max_retries, max_retry_after, request_timeout, connect_timeout)
 
     def query(
         self, system: str, tools: list[dict[str, Any]], messages: list[dict[str, Any]], cancelled: Any
@@ -79,9 +102,12 @@ class AnthropicModel:
                 if self.max_tokens > STREAM_ABOVE_TOKENS:
                     return self._stream(params, cancelled)
                 return _turn(self.client.messages.create(**params))
-            except (httpx2.TransportError, anthropic.APIConnectionError) as e:
-                # Reached only for a stream cut mid-way (the SDK retried connection errors already).
+            except httpx2.TransportError as e:
+                # A stream cut mid-way surfaces unwrapped, and the SDK does not retry it.
                 problem = f"the connection broke mid-answer ({type(e).__name__})"
+            except anthropic.APIConnectionError as e:
+                # The SDK has already retried this one as often as allowed.
+                raise ModelError(f"could not reach the Messages API: {e}") from None
             except anthropic.APIStatusError as e:
                 if e.status_code == 400 and "too long" in str(e.message).lower():
                     raise ContextExceeded("the conversation outgrew the model's context window") from None

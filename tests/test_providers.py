@@ -1,0 +1,156 @@
+"""The replay and command providers, through `runner run` on real projects."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from tests.conftest import cli
+
+TASKS = """\
+# Tasks
+
+- [ ] 1. Write hello.txt
+- [ ] 2. Write bye.txt
+- [ ] 3. Document it
+"""
+
+REPLAY_WORKFLOW = """
+specs: ["specs/*"]
+phases:
+  implement:
+    agent: dev
+    each: task
+    provider: replay
+    replay: "scripts/{name}-{task}.yaml"
+    inputs: ["{spec}/tasks.md"]
+    outputs: ["artifacts/{name}-implement/implementation.md"]
+    verify: ["test -f hello.txt"]
+"""
+
+SCRIPT_1 = """
+- text: "Writing the file."
+  tool_use:
+    - {name: Write, input: {file_path: hello.txt, content: "hello\\n"}}
+- tool_use: [{name: CompleteTask, input: {task_id: "1", evidence: "hello.txt written"}}]
+- tool_use: [{name: Finish, input: {status: done, summary: "Wrote hello.txt"}}]
+"""
+
+
+def test_replay_runs_a_script_through_the_real_loop_and_tools(project) -> None:  # type: ignore[no-untyped-def]
+    root = project(
+        REPLAY_WORKFLOW,
+        {
+            "specs/greet/tasks.md": "- [ ] 1. Write hello.txt\n",
+            "agent-os/agents/dev.md": "Do {{task}}",
+            "scripts/greet-1.yaml": SCRIPT_1,
+        },
+    )
+    result = cli(root, "run")  # no API key needed
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert (root / "hello.txt").read_text() == "hello\n"
+    assert (root / "specs/greet/tasks.md").read_text() == "- [x] 1. Write hello.txt\n"
+    run = json.loads((root / "artifacts/greet-implement/1/run.json").read_text())
+    assert run["status"] == "done" and run["model"] == "replay" and run["turns"] == 3 and run["cost_usd"] == 0
+    log = cli(root, "log", "greet:implement:1").stdout
+    assert "→ Write" in log and "→ CompleteTask" in log and "finished: done" in log
+
+
+def test_a_missing_replay_script_names_the_file(project) -> None:  # type: ignore[no-untyped-def]
+    root = project(REPLAY_WORKFLOW, {"specs/greet/tasks.md": "- [ ] 1. x\n", "agent-os/agents/dev.md": "x"})
+    result = cli(root, "run")
+    assert result.exit_code == 1
+    assert (
+        "replay script not found"
+        in json.loads((root / "artifacts/greet-implement/1/run.json").read_text())["reason"]
+    )
+
+
+CLI_AGENT = """
+import os, sys
+prompt = sys.stdin.read()
+assert "Write hello.txt" in prompt, prompt
+open("hello.txt", "w").write("hello\\n")
+path = "specs/greet/tasks.md"
+text = open(path).read()
+text = text.replace("- [ ] 1.", "- [x] 1.")            # its own task: kept (verify passes)
+text = text.replace("- [ ] 2. Write bye.txt\\n", "")    # removing a task: restored
+text = text.replace("- [ ] 3.", "- [x] 3.")            # someone else's task: reverted
+text += "\\nNotes from the agent.\\n"                    # other text: kept
+open(path, "w").write(text)
+open(os.environ["RUNNER_REPORT"], "w").write('{"status": "done", "summary": "wrote hello.txt"}')
+print("all good")
+"""
+
+COMMAND_WORKFLOW = f"""
+specs: ["specs/*"]
+phases:
+  implement:
+    agent: dev
+    each: task
+    provider: command
+    command: "{sys.executable} agent.py"
+    inputs: ["{{spec}}/tasks.md"]
+    outputs: ["artifacts/{{name}}-implement/implementation.md"]
+    verify: ["test -f hello.txt"]
+"""
+
+
+def test_command_provider_keeps_verified_own_ticks_and_restores_the_rest(project) -> None:  # type: ignore[no-untyped-def]
+    root = project(
+        COMMAND_WORKFLOW,
+        {
+            "specs/greet/tasks.md": TASKS,
+            "agent-os/agents/dev.md": "Implement:\n{{task}}",
+            "agent.py": CLI_AGENT,
+        },
+    )
+    result = cli(root, "run", "--task", "1")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert (root / "specs/greet/tasks.md").read_text() == TASKS.replace(
+        "- [ ] 1.", "- [x] 1."
+    ) + "\nNotes from the agent.\n"
+    run = json.loads((root / "artifacts/greet-implement/1/run.json").read_text())
+    assert run["status"] == "done" and run["ticked"] == ["1"] and run["summary"] == "wrote hello.txt"
+    log = (root / "artifacts/greet-implement/1/log").read_text()
+    assert "removed task 2" in log and "ticked task" in log
+    assert "all good" in (root / "artifacts/greet-implement/1/output.log").read_text()
+
+
+def test_command_provider_failure_and_timeout(project) -> None:  # type: ignore[no-untyped-def]
+    failing = COMMAND_WORKFLOW.replace(f"{sys.executable} agent.py", "echo nope; exit 3")
+    root = project(failing, {"specs/greet/tasks.md": TASKS, "agent-os/agents/dev.md": "x"})
+    cli(root, "run", "--task", "1")
+    run = json.loads((root / "artifacts/greet-implement/1/run.json").read_text())
+    assert run["status"] == "failed" and run["reason"].startswith("exit 3")
+
+    slow = COMMAND_WORKFLOW.replace(f"{sys.executable} agent.py", "sleep 30").replace(
+        "each: task", "each: task\n    timeout: 0.5"
+    )
+    root2 = project(slow, {"specs/greet/tasks.md": TASKS, "agent-os/agents/dev.md": "x"})
+    (root2 / "workflows/w.yaml").write_text(slow)
+    cli(root2, "run", "--task", "1", "--force")
+    run = json.loads((root2 / "artifacts/greet-implement/1/run.json").read_text())
+    assert run["status"] == "partial" and "timed out after 0.5 s" in run["reason"]
+
+
+def test_log_renders_a_transcript_readably(tmp_path: Path) -> None:
+    from runner.transcript import Transcript, render_transcript
+
+    t = Transcript(tmp_path / "t.jsonl", secrets=["sk-ant-secret-value"])
+    t.write("start", job="a:b", agent="dev", model="m", tools=["Read"])
+    t.write(
+        "assistant",
+        turn=1,
+        stop_reason="tool_use",
+        content=[{"type": "text", "text": "key sk-ant-secret-value"}],
+    )
+    t.write("tool", name="Read", input={"file_path": "x"}, result="line1\nline2", is_error=False)
+    with open(tmp_path / "t.jsonl", "a") as f:
+        f.write('{"type": "assistant", "turn": 2, "cont')  # a line cut short by a kill -9
+    lines = list(render_transcript(tmp_path / "t.jsonl"))
+    assert lines[0] == "job a:b · dev · m · tools: Read"
+    assert "  [REDACTED]" not in lines and any("key [REDACTED]" in line for line in lines)
+    assert '  → Read {"file_path": "x"}' in lines and "  ← line1 ⏎ line2" in lines
+    assert lines[-1] == "  · (a line cut short when the job was killed)"

@@ -15,7 +15,6 @@ from typing import Any
 
 from runner.fsutil import atomic_write
 
-
 # Files runner writes into every job's folder itself.
 JOB_FILES = ("run.json", "transcript.jsonl", "log")
 

@@ -388,6 +388,56 @@ def watch(
     )
 
 
+# --- approval ----------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("job")
+def approve(job: str) -> None:
+    """Commit a job that waits for approval, and let its dependants run."""
+    from runner.git import Git
+
+    project, state = _open()
+    _, paths, message = _pending(state, job)
+    sha = Git(project.root).commit(paths, message) if paths else None
+    state.mark_done(job)
+    state.clear_pending_approval(job)
+    what = (
+        f"committed {sha} ({len(paths)} file{'s' if len(paths) != 1 else ''})" if sha else "nothing to commit"
+    )
+    click.echo(f"approved {job}: {what}")
+
+
+@main.command()
+@click.argument("job")
+@click.option(
+    "--notes", required=True, help="What to change: given to the agent as feedback when it runs again."
+)
+def reject(job: str, notes: str) -> None:
+    """Send a job that waits for approval back, with notes; its ticks are undone."""
+    from runner.tasks import set_checked
+
+    project, state = _open()
+    tasks, _, _ = _pending(state, job)
+    spec = project.spec(job.split(":", 1)[0])
+    for task_id in reversed(tasks):
+        set_checked(project.root / spec.tasks_path, task_id, False)
+    state.set_feedback(job, f"A person rejected the previous attempt:\n{notes}", "reject", 0)
+    state.set_status(job, "partial", f"rejected: {notes}")
+    state.clear_pending_approval(job)
+    click.echo(
+        f"rejected {job}; it runs again with your notes"
+        + (f" (unticked {', '.join(tasks)})" if tasks else "")
+    )
+
+
+def _pending(state: State, job: str) -> tuple[list[str], list[str], str]:
+    pending = state.pending_approval(job)
+    if pending is None:
+        raise UserError(f"{job} is not waiting for approval (see `runner status`)")
+    return pending
+
+
 # --- tasks.md ------------------------------------------------------------------------------------
 
 

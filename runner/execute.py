@@ -82,6 +82,19 @@ class JobContext:
         return filled.replace("{task}", self.job.task_id) if self.job.task_id else filled
 
 
+def _record_test_reports(ctx: JobContext) -> None:
+    """A JUnit report among a command's outputs becomes summary.md and the phase's feature list."""
+    reports = [ctx.project.root / o for o in ctx.job.outputs if o.endswith(".xml")]
+    if not any(r.is_file() for r in reports):
+        return
+    from runner.testresults import record_test_results
+
+    sources = [ctx.project.root / f for f in ctx.upstream_files if f.endswith("features.json")]
+    for report in reports:
+        if report.is_file():
+            record_test_results(report, ctx.phase_dir, sources, ctx.project.rel(report))
+
+
 def run_shell_job(ctx: JobContext) -> JobResult:
     phase = ctx.job.phase
     assert phase.run is not None
@@ -99,6 +112,8 @@ def run_shell_job(ctx: JobContext) -> JobResult:
             cancelled=ctx.cancelled,
         )
     where = ctx.project.rel(ctx.log_path)
+    if not result.cancelled:
+        _record_test_reports(ctx)
     if result.cancelled:
         remove_outputs_written_since(ctx.project.root, ctx.job.outputs, ctx.started)
         return JobResult("cancelled", "cancelled; outputs it was writing were removed")
@@ -136,7 +151,8 @@ class Executor:
         self.state = state
         self.plan = plan
         self.emit = emit
-        self.parallel = max(1, parallel)
+        # Jobs on git branches share one working tree, so they take turns.
+        self.parallel = 1 if project.workflow.git else max(1, parallel)
         self.notes = notes
         self.feedback = plan.feedback
         self.stopping = threading.Event()

@@ -141,7 +141,8 @@ class Plan:
             comps = self.components(job, records)
             sig = signature(comps)
             rec = records.get(job.id)
-            if job.group is not None and job.group.done and not _new_feedback(rec, comps):
+            waiting = rec is not None and rec.status in ("running", "awaiting-approval")
+            if job.group is not None and job.group.done and not waiting and not _new_feedback(rec, comps):
                 # Ticked is done, whoever ticked it; untick a task (or review it) to have it run again.
                 verdicts[job.id] = Verdict("up-to-date", ("its tasks are ticked",), sig, comps)
                 continue

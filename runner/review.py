@@ -110,7 +110,12 @@ def settle_review(ctx: JobContext, report_text: str) -> tuple[str, str | None, d
     """Status, reason and run.json details of a finished review job; records feedback for CHANGES_REQUESTED."""
     job, project, state, phase = ctx.job, ctx.project, ctx.state, ctx.job.phase
     assert phase.reviews is not None
-    files = [project.root / o for o in job.outputs if (project.root / o).is_file()]
+    # Only what this job wrote counts: a review.md left from an earlier round is not this verdict.
+    files = [
+        project.root / o
+        for o in job.outputs
+        if (project.root / o).is_file() and (project.root / o).stat().st_mtime >= ctx.started - 1
+    ]
     review_file = next((f for f in files if f.suffix == ".md"), None)
     review = parse_review(
         review_file.read_text(encoding="utf-8", errors="replace") if review_file else report_text

@@ -23,6 +23,7 @@ from runner.artifacts import JOB_FILES
 from runner.budget import Limits
 from runner.execute import JobContext, JobResult
 from runner.fsutil import append_line
+from runner.git import Git, GitError, JobCommits, branch_name
 from runner.implementation import Entry
 from runner.state import Usage
 from runner.tasks import TaskList, load_tasks
@@ -108,6 +109,9 @@ def run_agent_job(ctx: JobContext) -> JobResult:
         emit=ctx.emit,
         cancelled=ctx.cancelled,
     )
+    commits = _git(ctx, tasks, log)
+    if commits is not None:
+        ticker.on_tick = commits.on_tick
     if phase.provider == "command":
         from runner.agents.providers.command import run_cli_agent
 
@@ -139,6 +143,14 @@ def run_agent_job(ctx: JobContext) -> JobResult:
         from runner.review import settle_review
 
         status, reason, review = settle_review(ctx, outcome.final_text)
+    if commits is not None and status == "done":
+        held = commits.finish("Addresses review feedback." if ctx.feedback else "")
+        if held is not None:
+            ctx.state.set_pending_approval(job.id, *held)
+            status = "awaiting-approval"
+            reason = (
+                f"look at the changes, then `runner approve {job.id}` or `runner reject {job.id} --notes ...`"
+            )
     details = _record(ctx, outcome, status, reason, tasks, task_ids, changed, ticker, log)
     return JobResult(
         status,
@@ -154,6 +166,32 @@ def run_agent_job(ctx: JobContext) -> JobResult:
         ),
         ticked=list(ticker.ticked),
         details={**details, **review},
+    )
+
+
+def _git(ctx: JobContext, tasks: TaskList | None, log: JobLog) -> JobCommits | None:
+    """With `git:` in the workflow: switch to the job's branch and commit as tasks are ticked."""
+    config = ctx.project.workflow.git
+    if config is None:
+        return None
+    if not Git.is_repo(ctx.project.root):
+        log("git: the project is not a git repository; no branch, no commits")
+        return None
+    git = Git(ctx.project.root)
+    job = ctx.job
+    branch = branch_name(job.spec.name, job.task_id, job.phase.name, config.branch)
+    try:
+        if git.switch(branch):
+            log(f"git: created branch {branch}")
+    except GitError as e:
+        log(f"git: could not switch to {branch}: {e}")
+        return None
+    titles = {t.id: t.title for t in tasks.tasks} if tasks else {}
+    approve = config.approve or job.phase.approve
+    return (
+        JobCommits(git, job.spec.name, job.task_id, titles, approve=approve, log=log)
+        if config.commit
+        else None
     )
 
 
@@ -209,7 +247,8 @@ def _settle(ctx: JobContext, outcome: Outcome, ticker: TaskTicker, log: JobLog) 
     status, reason = outcome.status, outcome.reason
     if status != "done":
         return status, reason
-    still_open = ticker.open_tasks()
+    # Only a task job's report covers its tasks; a spec-wide job ticks what it completes explicitly.
+    still_open = ticker.open_tasks() if ctx.job.group else []
     if still_open:
         ok, output = ticker.verify()
         if not ok:
@@ -239,11 +278,16 @@ def _record(
 ) -> dict[str, Any]:
     job, project = ctx.job, ctx.project
     report: Report = outcome.report
+    # Screenshots and other evidence agents save under {spec}/verification/ (Agent OS's convention).
+    verification = sorted(
+        project.rel(p) for p in (project.root / job.spec.path / "verification").rglob("*") if p.is_file()
+    )
     details: dict[str, Any] = {
         "agent": job.phase.agent,
         "provider": job.phase.provider,
         "summary": report.summary,
         "concerns": report.concerns,
+        "verification": verification,
     }
     for out in job.outputs:
         path = project.root / out
@@ -256,7 +300,12 @@ def _record(
                 title=job.group.title if job.group else job.phase.name,
                 status=status,
                 files=sorted(changed) or report.changes,
-                summary=report.summary,
+                summary=report.summary
+                + (
+                    "\n\nVerification files: " + ", ".join(f"`{v}`" for v in verification)
+                    if verification
+                    else ""
+                ),
                 deviations=report.deviations,
                 limitations=report.limitations,
                 reason=reason,

@@ -55,6 +55,7 @@ class TaskTicker:
         workspace: Workspace | None = None,
         log: Callable[[str], None] = lambda line: None,
         emit: Callable[..., None] = lambda kind, **f: None,
+        on_tick: Callable[[list[str]], None] = lambda task_ids: None,
         cancelled: Any = None,
         verify_timeout: float | None = 1800.0,
     ) -> None:
@@ -67,6 +68,7 @@ class TaskTicker:
         self.workspace = workspace
         self.log = log
         self.emit = emit
+        self.on_tick = on_tick
         self.cancelled = cancelled
         self.verify_timeout = verify_timeout
         self.ticked: list[str] = []
@@ -145,6 +147,8 @@ class TaskTicker:
             self.ticked.append(task_id)
             self.emit("tick", task=task_id, path=self.rel)
             self.log(f"ticked {task_id} in {self.rel}")
+        if done:
+            self.on_tick(done)
         self._snapshot = None
         return done
 

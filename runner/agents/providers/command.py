@@ -82,6 +82,8 @@ def _reconcile_tasks(ticker: TaskTicker, before: str, log: Any) -> None:
     for task_id in sorted(keep):
         ticker.ticked.append(task_id)
         ticker.emit("tick", task=task_id, path=ticker.rel)
+    if keep:
+        ticker.on_tick(sorted(keep))
 
 
 def _report(path: Any, output_tail: str) -> tuple[str, Report]:

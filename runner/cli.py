@@ -16,7 +16,6 @@ from runner import __version__
 from runner.errors import UserError
 
 if TYPE_CHECKING:
-    from runner.plan import Plan
     from runner.project import Project
     from runner.state import State
 
@@ -149,9 +148,9 @@ def run_once(
         state.save_file_rows(plan.fingerprints.take_updates())
         if not ids:
             break
-        from runner.execute import Executor
+        from runner.execute import Executor, check_credentials
 
-        _check_credentials(plan, ids)
+        check_credentials(plan, ids)
         executor = Executor(project, state, plan, reporter, parallel=parallel, notes=notes)
         results.update(executor.run(ids, verdicts))
         first = False
@@ -161,17 +160,6 @@ def run_once(
     unfinished = [v for j, v in verdicts.items() if v.state in ("blocked", "failed", "awaiting-approval")]
     bad = any(r.status != "done" for r in results.values()) or unfinished
     return 1 if bad else 0
-
-
-def _check_credentials(plan: Plan, ids: list[str]) -> None:
-    import os
-
-    needs_key = [j for j in ids if plan.jobs[j].phase.agent and plan.jobs[j].phase.provider == "anthropic"]
-    if needs_key and not (os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_AUTH_TOKEN")):
-        raise UserError(
-            f"{needs_key[0]} runs an agent on the Anthropic API: set ANTHROPIC_API_KEY "
-            "(or use `provider: command` in the workflow to run a CLI agent)"
-        )
 
 
 def _counts(results: dict[str, Any]) -> dict[str, int]:
@@ -383,7 +371,8 @@ def watch(
             on_busy=on_busy,
             poll=poll,
             parallel=parallel,
-            reporter=_reporter(as_json),
+            # Not on a terminal, another program reads this: one JSON event per line.
+            reporter=_reporter(as_json or not sys.stdout.isatty()),
         )
     )
 

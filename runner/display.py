@@ -2,12 +2,15 @@
 
 Jobs and the agent loop report events (`plan`, `start`, `turn`, `tool`, `tick`, `finish`,
 `error`) through one callable. `JsonLines` writes one JSON object per line for other tools;
-`Console` writes short aligned lines for people and, on a terminal, keeps a live status line at the
-bottom with what is running (turn, tokens, cost, elapsed).
+`Console` writes short aligned lines for people and, on a terminal, keeps a live view at the
+bottom: one line per running or recently finished job (spec, phase, task, turn, tokens, cost,
+elapsed) and a summary line. `runner watch` adds `watching` (idle, waiting for changes) and
+`restart` (a running job was cancelled because its inputs changed) events.
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
 import threading
 import time
@@ -63,13 +66,26 @@ class JsonLines:
         pass
 
 
+# How long a finished job keeps its line in the live view, and how many job lines it shows.
+RECENT_SECONDS = 10.0
+MAX_ROWS = 12
+
+
 @dataclass
-class _Running:
+class _Row:
     job: str
     started: float
     turn: int = 0
     tokens: int = 0
     cost_usd: float = 0.0
+    status: str | None = None  # None while running
+    ended: float = 0.0
+    seconds: float | None = None  # as the job reported it when it finished
+
+    def columns(self) -> tuple[str, str, str]:
+        spec, _, rest = self.job.partition(":")
+        phase, _, task = rest.partition(":")
+        return spec, phase, task or "-"
 
 
 @dataclass
@@ -84,20 +100,22 @@ class Totals:
         self.tokens += tokens
         self.cost_usd += cost_usd
 
+    def count_text(self) -> str:
+        order = ["done", "partial", "blocked", "failed", "cancelled", "skipped", "awaiting-approval"]
+        return ", ".join(f"{self.counts[s]} {s}" for s in order if self.counts.get(s))
+
     def line(self) -> str:
         n = sum(self.counts.values())
         if not n:
             return "nothing to do: every job is up to date"
-        order = ["done", "partial", "blocked", "failed", "cancelled", "skipped", "awaiting-approval"]
-        counts = ", ".join(f"{self.counts[s]} {s}" for s in order if self.counts.get(s))
         usage = usage_text(
             tokens=self.tokens, cost_usd=self.cost_usd, seconds=time.monotonic() - self.started
         )
-        return f"{n} job{'s' if n != 1 else ''}: {counts} · {usage}"
+        return f"{n} job{'s' if n != 1 else ''}: {self.count_text()} · {usage}"
 
 
 class Console:
-    """Human output. On a terminal, a live line shows running jobs and is redrawn every second."""
+    """Human output. On a terminal, a live view of the jobs is redrawn below the log lines."""
 
     MARKS: ClassVar[dict[str, str]] = {
         "done": "✓",
@@ -115,11 +133,14 @@ class Console:
         self.stream = stream or sys.stdout
         self.live = self.stream.isatty() if live is None else live
         self.verbose = verbose
-        self.totals = Totals()
+        self.totals = Totals()  # of the current batch (since the last `plan`)
+        self.session = Totals()  # since this console started: the live summary line
         self.width = 24
-        self._running: dict[str, _Running] = {}
+        self._rows: dict[str, _Row] = {}
         self._lock = threading.Lock()
-        self._status_shown = False
+        self._drawn = 0  # lines of the live view on screen, below the log
+        self._watching: str | None = None  # what the summary line says while idle
+        self._finished_since_watching = True
         self._unicode = (getattr(self.stream, "encoding", "") or "").lower().replace("-", "") == "utf8"
         self._ticker: threading.Thread | None = None
         self._closed = threading.Event()
@@ -135,7 +156,7 @@ class Console:
     def close(self) -> None:
         self._closed.set()
         with self._lock:
-            self._clear_status()
+            self._clear_live()
 
     # --- events ------------------------------------------------------------------------------
 
@@ -148,9 +169,13 @@ class Console:
                 self._print("nothing to do: every job is up to date")
             for j in jobs:
                 self._print(f"{j['job']:<{self.width}}  would run: {'; '.join(j['reasons'])}")
+            return
+        self.totals = Totals()
+        self._watching = None
 
     def _on_start(self, f: dict[str, Any]) -> None:
-        self._running[f["job"]] = _Running(f["job"], time.monotonic())
+        self._rows.pop(f["job"], None)  # a restarted job moves to the end
+        self._rows[f["job"]] = _Row(f["job"], time.monotonic())
         if f.get("agent"):
             where = f" [{f['position']}/{f['total']}]" if f.get("total", 0) > 1 else ""
             self._print(
@@ -158,13 +183,11 @@ class Console:
             )
 
     def _on_turn(self, f: dict[str, Any]) -> None:
-        r = self._running.get(f["job"])
-        if r:
-            r.turn, r.tokens, r.cost_usd = (
-                f.get("turn", r.turn),
-                f.get("tokens", r.tokens),
-                f.get("cost_usd", 0.0),
-            )
+        r = self._rows.get(f["job"])
+        if r and r.status is None:
+            r.turn = f.get("turn", r.turn)
+            r.tokens = f.get("tokens", r.tokens)
+            r.cost_usd = f.get("cost_usd", r.cost_usd)
 
     def _on_tool(self, f: dict[str, Any]) -> None:
         if self.verbose:
@@ -174,16 +197,40 @@ class Console:
         self._print(f"  {f['job']:<{self.width}}  ticked {f.get('task')} in {f.get('path')}")
 
     def _on_finish(self, f: dict[str, Any]) -> None:
-        self._running.pop(f["job"], None)
         status = f["status"]
-        self.totals.add(status, f.get("tokens", 0), f.get("cost_usd", 0.0))
-        usage = usage_text(f.get("turns", 0), f.get("tokens", 0), f.get("cost_usd", 0.0), f.get("seconds"))
+        tokens, cost = f.get("tokens", 0), f.get("cost_usd", 0.0)
+        r = self._rows.get(f["job"])
+        if r is not None:
+            r.status, r.ended, r.seconds = status, time.monotonic(), f.get("seconds")
+            r.turn, r.tokens, r.cost_usd = f.get("turns", r.turn), tokens or r.tokens, cost or r.cost_usd
+        self.totals.add(status, tokens, cost)
+        self.session.add(status, tokens, cost)
+        self._finished_since_watching = True
+        usage = usage_text(f.get("turns", 0), tokens, cost, f.get("seconds"))
         detail = f.get("reason") or ""
         text = " · ".join(x for x in (detail, usage) if x)
         self._print(f"{self._mark(status)} {f['job']:<{self.width}}  {status:<9} {text}".rstrip())
 
+    def _on_restart(self, f: dict[str, Any]) -> None:
+        self._print(f"{self._mark('restart')} {f['job']:<{self.width}}  restarting: {f.get('reason')}")
+
     def _on_summary(self, f: dict[str, Any]) -> None:
         self._print(self.totals.line())
+
+    def _on_watching(self, f: dict[str, Any]) -> None:
+        n = f.get("specs", 0)
+        text = f"watching {n} spec{'s' if n != 1 else ''} for changes"
+        if f.get("mode") == "poll":
+            text += " (polling)"
+        waiting = f.get("waiting") or []
+        if waiting:
+            n = len(waiting)
+            text += f" · {n} job{'s' if n != 1 else ''} failed or blocked, waiting for a change"
+        # A re-plan that ran nothing only refreshes the summary line: no new log line.
+        if self._finished_since_watching or text != self._watching:
+            self._print(text + " (Ctrl-C to stop)")
+        self._watching = text
+        self._finished_since_watching = False
 
     def _on_error(self, f: dict[str, Any]) -> None:
         self._print(f"runner: {f.get('message')}")
@@ -197,39 +244,77 @@ class Console:
     def _mark(self, status: str) -> str:
         if status == "start":
             return "▶" if self._unicode else ">"
+        if status == "restart":
+            return "↻" if self._unicode else "~"
         mark = self.MARKS.get(status, "·")
         return mark if self._unicode else {"done": "+", "failed": "x"}.get(status, "-")
 
     def _print(self, line: str) -> None:
-        self._clear_status()
+        self._clear_live()
         self.stream.write(line + "\n")
         self.stream.flush()
 
-    def _clear_status(self) -> None:
-        if self._status_shown:
-            self.stream.write("\r\x1b[2K")
+    def _clear_live(self) -> None:
+        if self._drawn:
+            up = f"\x1b[{self._drawn - 1}A" if self._drawn > 1 else ""
+            self.stream.write("\r" + up + "\x1b[J")
             self.stream.flush()
-            self._status_shown = False
+            self._drawn = 0
 
     def _redraw(self) -> None:
-        if not self.live or not self._running:
+        if not self.live:
             return
-        now = time.monotonic()
-        parts = []
-        for r in list(self._running.values())[:3]:
-            bits = [r.job]
-            if r.turn:
-                bits.append(f"turn {r.turn}")
-            bits.append(usage_text(tokens=r.tokens, cost_usd=r.cost_usd, seconds=now - r.started))
-            parts.append(" ".join(bits))
-        more = len(self._running) - 3
-        line = " | ".join(parts) + (f" | +{more} more" if more > 0 else "")
-        self._clear_status()
-        self.stream.write(line[:200])
+        lines = self._live_lines(time.monotonic())
+        self._clear_live()
+        if not lines:
+            return
+        width = max(20, shutil.get_terminal_size((100, 24)).columns - 1)
+        # A line that wrapped would throw off the cursor arithmetic of the next redraw.
+        self.stream.write("\n".join(line[:width] for line in lines))
         self.stream.flush()
-        self._status_shown = True
+        self._drawn = len(lines)
+
+    def _live_lines(self, now: float) -> list[str]:
+        for job in [j for j, r in self._rows.items() if r.status and now - r.ended > RECENT_SECONDS]:
+            del self._rows[job]
+        rows = list(self._rows.values())
+        lines = []
+        if rows:
+            cols = [r.columns() for r in rows[:MAX_ROWS]]
+            widths = [min(max(len(c[i]) for c in cols), cap) for i, cap in enumerate((24, 16, 12))]
+            for r, c in zip(rows[:MAX_ROWS], cols, strict=True):
+                cells = "  ".join(f"{text[:w]:<{w}}" for text, w in zip(c, widths, strict=True))
+                lines.append(f"{self._mark(r.status or 'start')} {cells}  {self._row_usage(r, now)}")
+            if len(rows) > MAX_ROWS:
+                lines.append(f"  +{len(rows) - MAX_ROWS} more")
+        summary = self._summary_line(rows)
+        if summary:
+            lines.append(summary)
+        return lines
+
+    @staticmethod
+    def _row_usage(r: _Row, now: float) -> str:
+        if r.status is None:
+            turn = f"turn {r.turn}" if r.turn else ""
+            usage = usage_text(tokens=r.tokens, cost_usd=r.cost_usd, seconds=now - r.started)
+        else:
+            turn = r.status
+            seconds = r.seconds if r.seconds is not None else r.ended - r.started
+            usage = usage_text(r.turn, r.tokens, r.cost_usd, seconds)
+        return " · ".join(x for x in (turn, usage) if x)
+
+    def _summary_line(self, rows: list[_Row]) -> str:
+        running = sum(1 for r in rows if r.status is None)
+        if not running and self._watching is None:
+            return ""
+        head = f"{running} running" if running else str(self._watching)
+        counts = self.session.count_text()
+        usage = usage_text(tokens=self.session.tokens, cost_usd=self.session.cost_usd)
+        return " · ".join(x for x in (head, counts, usage) if x)
 
     def _tick(self) -> None:
+        # Elapsed times move and finished lines expire; an idle view has nothing to redraw.
         while not self._closed.wait(1.0):
             with self._lock:
-                self._redraw()
+                if self._rows:
+                    self._redraw()

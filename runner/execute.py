@@ -23,6 +23,7 @@ from typing import Any
 
 from runner.artifacts import job_dir, write_json
 from runner.budget import Limits, RunSpend
+from runner.errors import UserError
 from runner.plan import Job, Plan, Verdict, dependency_order, signature
 from runner.project import Project
 from runner.recovery import remove_outputs_written_since
@@ -123,6 +124,16 @@ def run_shell_job(ctx: JobContext) -> JobResult:
     if missing:
         return JobResult("failed", f"the command succeeded but did not create {missing[0]}")
     return JobResult("done")
+
+
+def check_credentials(plan: Plan, ids: list[str]) -> None:
+    """Before any job starts: jobs that need the Anthropic API need a key (a one-line error, exit 2)."""
+    needs_key = [j for j in ids if plan.jobs[j].phase.agent and plan.jobs[j].phase.provider == "anthropic"]
+    if needs_key and not (os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_AUTH_TOKEN")):
+        raise UserError(
+            f"{needs_key[0]} runs an agent on the Anthropic API: set ANTHROPIC_API_KEY "
+            "(or use `provider: command` in the workflow to run a CLI agent)"
+        )
 
 
 JobFunction = Callable[[JobContext], JobResult]

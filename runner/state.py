@@ -116,6 +116,11 @@ class State:
             raise UserError(f"{e}; delete the file to start afresh (it only caches)", path=path) from None
         return cls(conn, root)
 
+    def data_version(self) -> int:
+        """Changes when another process commits to the database (e.g. `runner approve`)."""
+        with self._lock:
+            return self._conn.execute("PRAGMA data_version").fetchone()[0]
+
     def close(self) -> None:
         self._conn.close()
 

@@ -31,6 +31,8 @@ from runner.shell import run_command
 from runner.state import State, Usage
 
 Emit = Callable[..., None]
+# After a cancel, how long running jobs get to stop before they are left behind.
+CANCEL_GRACE = 5.0
 _WAIT = object()  # a job's predecessors have not finished yet
 
 
@@ -172,6 +174,8 @@ class Executor:
         rb = project.workflow.run_budget
         self.spend = RunSpend(Limits(max_cost_usd=rb.max_cost_usd, max_seconds=rb.max_seconds))
         self._fp_lock = threading.Lock()
+        self._cancelled_at: float | None = None
+        self._contexts: dict[str, JobContext] = {}
         self._cancel_job: dict[str, threading.Event] = {}
 
     def stop(self) -> None:
@@ -180,6 +184,8 @@ class Executor:
     def cancel(self) -> None:
         self.stopping.set()
         self.cancelled.set()
+        if self._cancelled_at is None:
+            self._cancelled_at = time.monotonic()
 
     def cancel_job(self, job_id: str) -> bool:
         """Cancel one running job (watch --on-busy restart). False if it is not running."""
@@ -236,10 +242,14 @@ class Executor:
             try:
                 job_id, result = finished.get(timeout=0.5)
             except queue.Empty:
+                if self._cancelled_at is not None and time.monotonic() - self._cancelled_at > CANCEL_GRACE:
+                    self._abandon(running)
                 continue
             except KeyboardInterrupt:
                 interrupts += 1
-                if interrupts == 1:
+                if interrupts > 2:
+                    self._abandon(running)
+                elif interrupts == 1:
                     self.stop()
                     self.emit(
                         "error",
@@ -254,6 +264,17 @@ class Executor:
         if interrupts:
             raise KeyboardInterrupt
         return self.results
+
+    def _abandon(self, running: set[str]) -> None:
+        """Jobs that ignore a cancel (a model request in flight) are recorded as cancelled and left
+        behind: their threads are daemons, so runner can exit within seconds."""
+        for job_id in sorted(running):
+            ctx = self._contexts[job_id]
+            result = JobResult("cancelled", "cancelled while waiting for the model")
+            self.state.finish_job(job_id, ctx.run_id, result.status, result.reason)
+            self.results[job_id] = result
+            self.emit("finish", job=job_id, status=result.status, reason=result.reason)
+        running.clear()
 
     def _blocker(self, job: Job, selected: set[str]) -> object:
         """None if the job can start; _WAIT if it must wait; else the reason it can never run."""
@@ -300,6 +321,7 @@ class Executor:
             notes=self.notes,
             feedback=self.feedback.get(job_id, ""),
         )
+        self._contexts[job_id] = ctx
         self.emit("start", job=job_id, position=position, total=total, model=job.model, agent=job.phase.agent)
 
         def work() -> None:

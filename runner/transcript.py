@@ -11,8 +11,6 @@ with input, result and duration), `note` (retries, refusals, budget events), `fi
 from __future__ import annotations
 
 import json
-import os
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -20,33 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.fsutil import append_line
-
-_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|COOKIE|SESSION", re.IGNORECASE)
-_SECRET_SHAPES = re.compile(
-    r"sk-ant-[A-Za-z0-9_\-]{8,}"  # Anthropic keys
-    r"|\bsk-[A-Za-z0-9]{20,}"  # other sk- style keys
-    r"|\bgh[pousr]_[A-Za-z0-9]{20,}"  # GitHub tokens
-    r"|\bAKIA[0-9A-Z]{16}\b"  # AWS access key ids
-    r"|(?i:bearer\s+)[A-Za-z0-9._\-]{16,}"
-)
-REDACTED = "[REDACTED]"
-
-
-def secret_values(environ: dict[str, str] | None = None) -> list[str]:
-    """Values of environment variables whose names say they are secrets (long enough to matter)."""
-    env = os.environ if environ is None else environ
-    return sorted(
-        {v for k, v in env.items() if _SECRET_NAME.search(k) and len(v) >= 8},
-        key=len,
-        reverse=True,
-    )
-
-
-def redact(text: str, secrets: list[str]) -> str:
-    for value in secrets:
-        if value in text:
-            text = text.replace(value, REDACTED)
-    return _SECRET_SHAPES.sub(REDACTED, text)
+from runner.secrets import redact, secret_values
 
 
 class Transcript:

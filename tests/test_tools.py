@@ -16,8 +16,8 @@ from runner.agents.tools import (
     ToolResult,
     Tools,
     compile_glob,
-    scrubbed_env,
 )
+from runner.secrets import scrubbed_env
 
 # -- fixtures --------------------------------------------------------------------------------------
 

@@ -18,16 +18,17 @@ from runner.agents.record import record_features, record_implementation
 from runner.agents.sandbox import Sandbox
 from runner.agents.templates import PromptValues, render
 from runner.agents.ticks import TaskTicker, Workspace
-from runner.agents.tools import Tools, scrubbed_env
+from runner.agents.tools import Tools
 from runner.artifacts import JOB_FILES
 from runner.budget import Limits
 from runner.execute import JobContext, JobResult
 from runner.fsutil import append_line
 from runner.git import Git, GitError, JobCommits, branch_name
 from runner.implementation import Entry
+from runner.secrets import redact, scrubbed_env, secret_values
 from runner.state import Usage
 from runner.tasks import TaskList, load_tasks
-from runner.transcript import Transcript, redact, secret_values
+from runner.transcript import Transcript
 
 # Written by runner from the job's report when the agent does not write them itself.
 RUNNER_OUTPUTS = ("implementation.md", "features.json")

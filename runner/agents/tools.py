@@ -34,6 +34,7 @@ from typing import Any, Protocol
 from runner.agents.sandbox import Sandbox, SandboxError
 from runner.fsutil import atomic_write
 from runner.ignore import IgnoreRules
+from runner.secrets import scrubbed_env
 
 
 @dataclass
@@ -393,22 +394,6 @@ TOOL_SCHEMAS: dict[str, dict[str, Any]] = {
 }
 
 
-# -- environment -----------------------------------------------------------------------------------
-
-_ENV_ALLOWED = frozenset(
-    {
-        "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TERM", "SHELL", "TMPDIR", "TEMP", "TMP",
-        "TZ", "PWD", "VIRTUAL_ENV", "PYTHONPATH", "CONDA_PREFIX", "CONDA_DEFAULT_ENV", "JAVA_HOME",
-        "GOPATH", "GOROOT", "GOCACHE", "CARGO_HOME", "RUSTUP_HOME", "NVM_DIR", "NODE_PATH", "PYENV_ROOT",
-        "COLUMNS", "LINES", "NO_COLOR", "CI", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
-        "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY",
-        "http_proxy", "https_proxy", "no_proxy", "all_proxy",
-    }
-)  # fmt: skip
-_ENV_ALLOWED_PREFIXES = ("LC_", "RUNNER_", "XDG_")
-_SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH", "COOKIE", "SESSION")
-_URL_CREDENTIALS = re.compile(r"://[^/@\s]*:[^/@\s]*@")
-
 # Keep tools that page or colour their output from stalling or flooding the transcript.
 _SHELL_DEFAULTS = {
     "PAGER": "cat",
@@ -419,31 +404,6 @@ _SHELL_DEFAULTS = {
     "NO_COLOR": "1",
     "PYTHONUNBUFFERED": "1",
 }
-
-
-def _looks_secret(name: str) -> bool:
-    upper = name.upper()
-    return any(word in upper for word in _SECRET_WORDS)
-
-
-def scrubbed_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The variables of `base` (default: os.environ) that a tool's subprocess may see.
-
-    An allow-list, minus any name that looks secret, minus any value that carries one (a proxy URL
-    with a password, or a copy of a secret variable's value under an innocent name).
-    """
-    base = os.environ if base is None else base
-    secrets = [v for k, v in base.items() if _looks_secret(k) and len(v) >= 8]
-    out: dict[str, str] = {}
-    for name, value in base.items():
-        if name not in _ENV_ALLOWED and not name.startswith(_ENV_ALLOWED_PREFIXES):
-            continue
-        if _looks_secret(name) or _URL_CREDENTIALS.search(value):
-            continue
-        if any(secret in value for secret in secrets):
-            continue
-        out[name] = value
-    return out
 
 
 # -- globs -----------------------------------------------------------------------------------------

@@ -15,11 +15,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from runner import tasks as tasks_module
 from runner.agents.tools import ToolResult
 from runner.shell import run_command
 from runner.taskguard import diff_tasks, reconcile
-from runner.tasks import Task, TaskList, load_tasks, set_checked
+from runner.tasks import Task, TaskList, load_tasks, rewrite, set_checked
 
 VERIFY_OUTPUT_CHARS = 4000
 
@@ -239,7 +238,7 @@ def restore_tasks(path: Path, before: str, *, keep: set[str]) -> None:
         bom = b"\xef\xbb\xbf" if data.startswith(b"\xef\xbb\xbf") else b""
         return bom + reconcile(before, data.decode("utf-8-sig"), allowed_ticks=keep)[0].encode("utf-8")
 
-    tasks_module.rewrite(path, repair)
+    rewrite(path, repair)
 
 
 def _with_descendants(tasks: TaskList, task: Task) -> list[Task]:

@@ -1,0 +1,290 @@
+"""Comparing two versions of a tasks.md at task level.
+
+Agents may only tick boxes in a tasks.md. `diff_tasks` tells what an edit did (ticks, unticks,
+added, removed, reworded or moved tasks, other text); an edit that is `only_ticks` is replayed by
+the runner with `set_checked`, anything else is refused. `reconcile` repairs a file that a CLI
+agent edited freely: removed and reworded tasks come back, disallowed ticks are reverted, and every
+other change (which may be a person's) is kept.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+
+from runner.tasks import _NEWLINE, _Doc, _document
+
+
+@dataclass
+class TasksDiff:
+    ticked: list[str] = field(default_factory=list)
+    unticked: list[str] = field(default_factory=list)
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    reworded: list[str] = field(default_factory=list)
+    moved: list[str] = field(default_factory=list)  # reordered, or under another parent
+    restated: list[str] = field(default_factory=list)  # open <-> in progress
+    other_text_changed: bool = False
+
+    @property
+    def only_ticks(self) -> bool:
+        """Nothing but ticks and unticks changed."""
+        return not (
+            self.added
+            or self.removed
+            or self.reworded
+            or self.moved
+            or self.restated
+            or self.other_text_changed
+        )
+
+    def describe(self) -> str:
+        parts = []
+        for verb, ids in (
+            ("ticked", self.ticked),
+            ("unticked", self.unticked),
+            ("added", self.added),
+            ("removed", self.removed),
+            ("reworded", self.reworded),
+            ("moved", self.moved),
+            ("changed the in-progress mark of", self.restated),
+        ):
+            if ids:
+                parts.append(f"{verb} {'tasks' if len(ids) > 1 else 'task'} {', '.join(ids)}")
+        if self.other_text_changed:
+            parts.append("changed text outside the tasks")
+        return "; ".join(parts) if parts else "no changes"
+
+
+def diff_tasks(old_text: str, new_text: str) -> TasksDiff:
+    return _compare(_document(old_text), _document(new_text))[0]
+
+
+def _compare(a: _Doc, b: _Doc) -> tuple[TasksDiff, dict[int, int]]:
+    """The diff, and which task of `b` (by index) is which task of `a`."""
+    diff = TasksDiff()
+    old_ids = [t.id for t in a.tasks]
+    new_ids = [t.id for t in b.tasks]
+    pairs: dict[int, int] = {}  # new index -> old index
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, old_ids, new_ids, autojunk=False).get_opcodes():
+        if tag == "equal":
+            pairs.update({j1 + k: i1 + k for k in range(i2 - i1)})
+        elif tag == "replace":
+            # A derived id is a slug of the title: rewording such a task changes its id. A task
+            # without an explicit id in the place of a similar one is that task, reworded.
+            old_derived = [i for i in range(i1, i2) if not a.explicit[i]]
+            new_derived = [j for j in range(j1, j2) if not b.explicit[j]]
+            for i, j in zip(old_derived, new_derived, strict=False):
+                if difflib.SequenceMatcher(None, a.tasks[i].title, b.tasks[j].title).ratio() >= 0.5:
+                    pairs[j] = i
+    old_index = {task_id: i for i, task_id in enumerate(old_ids)}
+    taken = set(pairs.values())
+    for j, task_id in enumerate(new_ids):
+        if j not in pairs and old_index.get(task_id, -1) not in taken | {-1}:
+            pairs[j] = old_index[task_id]
+            taken.add(pairs[j])
+
+    old_own = _own_lines(a)
+    new_own = _own_lines(b)
+    new_of_old = {i: j for j, i in pairs.items()}
+    for j, i in sorted(pairs.items()):
+        old, new = a.tasks[i], b.tasks[j]
+        if new.checked and not old.checked:
+            diff.ticked.append(old.id)
+        elif old.checked and not new.checked:
+            diff.unticked.append(old.id)
+        elif old.state != new.state:
+            diff.restated.append(old.id)
+        if old_own.get(i) != new_own.get(j):
+            diff.reworded.append(old.id)
+        old_parent = None if old.parent is None else new_of_old.get(a.index[old.parent], -1)
+        new_parent = None if new.parent is None else b.index[new.parent]
+        if old_parent != new_parent:
+            diff.moved.append(old.id)
+    # Tasks outside the longest run that kept its order were moved.
+    sequence = [i for _, i in sorted(pairs.items())]
+    ordered = sorted(sequence)
+    stayed: set[int] = set()
+    for block in difflib.SequenceMatcher(None, ordered, sequence, autojunk=False).get_matching_blocks():
+        stayed.update(ordered[block.a : block.a + block.size])
+    for i in sequence:
+        if i not in stayed and a.tasks[i].id not in diff.moved:
+            diff.moved.append(a.tasks[i].id)
+    diff.added = [new_ids[j] for j in range(len(new_ids)) if j not in pairs]
+    diff.removed = [old_ids[i] for i in range(len(old_ids)) if i not in new_of_old]
+    diff.other_text_changed = _other_lines(a) != _other_lines(b)
+    return diff, pairs
+
+
+def _own_lines(doc: _Doc) -> dict[int, list[str]]:
+    """Each task's own lines (its item minus sub-tasks): boxes blanked, indentation and blank lines
+    ignored (nesting is compared as parents)."""
+    boxes = {t.line - 1: doc.columns[i] + 1 for i, t in enumerate(doc.tasks)}
+    own: dict[int, list[str]] = {}
+    for li, owner in enumerate(doc.owner):
+        if owner < 0:
+            continue
+        line = doc.lines[li]
+        col = boxes.get(li)
+        if col is not None:
+            line = line[:col] + " " + line[col + 1 :]
+        line = line.strip()
+        if line:
+            own.setdefault(owner, []).append(line)
+    return own
+
+
+def _other_lines(doc: _Doc) -> list[str]:
+    return [line.strip() for li, line in enumerate(doc.lines) if doc.owner[li] < 0 and line.strip()]
+
+
+def reconcile(before: str, after: str, *, allowed_ticks: set[str]) -> tuple[str, TasksDiff]:
+    """`after` with removed tasks put back, reworded tasks restored, disallowed ticks reverted.
+
+    Everything else `after` changed is kept: added tasks and text outside the tasks may be a
+    person's. Restored lines keep `before`'s bytes; the result uses `before`'s line endings and BOM.
+    """
+    a, b = _document(before), _document(after)
+    diff, pairs = _compare(a, b)
+    if diff.only_ticks and not diff.unticked and set(diff.ticked) <= allowed_ticks:
+        return after, diff
+    existing = set(pairs)  # tasks of `after` that were already in `before`
+    a_lines = _split_keep(a.text)
+    b_lines = _split_keep(b.text)
+    newline = "\r\n" if a.text.count("\r\n") * 2 > a.text.count("\n") else "\n"
+
+    def keep_before(i: int) -> bool:
+        return a.owner[i] >= 0
+
+    def keep_after(j: int) -> bool:
+        return b.owner[j] < 0 or b.owner[j] not in existing
+
+    out: list[str] = []
+    origin: list[int] = []  # the line's index in `before`, or -1 for a line of `after`
+    matcher = difflib.SequenceMatcher(
+        None, [line.rstrip() for line in a_lines], [line.rstrip() for line in b_lines], autojunk=False
+    )
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            out.extend(a_lines[i1:i2])
+            origin.extend(range(i1, i2))
+            continue
+        restored: dict[int, list[int]] = {}
+        for i in range(i1, i2):
+            if keep_before(i):
+                restored.setdefault(a.owner[i], []).append(i)
+        placed: list[int] = []  # line of `before` (>= 0) or -1 - line of `after`
+        for j in range(j1, j2):
+            if keep_after(j):
+                placed.append(-1 - j)
+            else:
+                placed.extend(restored.pop(pairs[b.owner[j]], []))
+        # Tasks the agent removed (or moved elsewhere) come back where they were: next to the
+        # restored lines that surrounded them.
+        for lines in restored.values():
+            later = [k for k, i in enumerate(placed) if i > lines[0]]
+            earlier = [k for k, i in enumerate(placed) if 0 <= i < lines[0]]
+            at = later[0] if later else earlier[-1] + 1 if earlier else 0
+            placed[at:at] = lines
+        for k in placed:
+            out.append(a_lines[k] if k >= 0 else _with_ending(b_lines[-1 - k], newline))
+            origin.append(max(k, -1))
+    for k in range(len(out) - 1):
+        if not out[k].endswith(("\n", "\r")):
+            out[k] += newline
+    _keep_apart(a, out, origin, newline)
+    text = "".join(out)
+
+    ticks = [task_id for task_id in diff.ticked if task_id in allowed_ticks]
+    if ticks:
+        doc = _document(text)
+        for task_id in ticks:
+            i = doc.find(task_id)
+            new = b.tasks[b.index[task_id]] if task_id in b.index else None
+            if i is not None and not doc.tasks[i].checked:
+                char = b.box(b.index[task_id]) if new is not None and new.checked else doc.tick_char()
+                doc = doc.with_boxes({i: char})
+        text = doc.text
+    if before.startswith("\ufeff"):
+        text = "\ufeff" + text
+    return text, diff
+
+
+def _keep_apart(a: _Doc, out: list[str], origin: list[int], newline: str) -> None:
+    """Stop lines kept from `after` from rewording a restored task (edits `out` in place).
+
+    Markdown reads a line after a list item as part of it when it is indented, or lazily when it
+    is plain text; a kept line between a task's restored lines would split it. Such lines move
+    past the task (or, when indented, before it); a blank line ends a lazy continuation.
+    """
+    want = _own_lines(a)
+
+    def outside(k: int) -> bool:
+        """The line was in no task of `before`."""
+        return origin[k] < 0 or a.owner[origin[k]] < 0
+
+    for _ in range(2 * len(out) + 1):
+        doc = _document("".join(out))
+        own = _own_lines(doc)
+        at = {origin[t.line - 1]: n for n, t in enumerate(doc.tasks) if origin[t.line - 1] >= 0}
+        broken = next(
+            (
+                i
+                for i, t in enumerate(a.tasks)
+                if (t.line - 1) in at and own.get(at[t.line - 1]) != want.get(i)
+            ),
+            None,
+        )
+        if broken is None:
+            return
+        family = _family(a, broken)
+        mine = [k for k, o in enumerate(origin) if o >= 0 and a.owner[o] == broken]
+        lo, hi = mine[0], mine[-1]
+        between = [k for k in range(lo, hi + 1) if origin[k] < 0 or a.owner[origin[k]] not in family]
+        if between:
+            moved = [(out[k], origin[k]) for k in between]
+            for k in reversed(between):
+                del out[k], origin[k]
+            hi -= len(between)
+            out[hi + 1 : hi + 1] = [line for line, _ in moved]
+            origin[hi + 1 : hi + 1] = [o for _, o in moved]
+        elif hi + 1 < len(out) and outside(hi + 1) and out[hi + 1].strip() and not out[hi + 1][:1].isspace():
+            out.insert(hi + 1, newline)
+            origin.insert(hi + 1, -1)
+        elif hi + 1 < len(out) and outside(hi + 1):
+            end = hi + 1
+            while end < len(out) and outside(end) and (not out[end].strip() or out[end][:1].isspace()):
+                end += 1
+            run, run_origin = out[hi + 1 : end], origin[hi + 1 : end]
+            del out[hi + 1 : end], origin[hi + 1 : end]
+            if not run[-1].endswith(("\n", "\r")):
+                run[-1] += newline
+            out[lo:lo] = run
+            origin[lo:lo] = run_origin
+        else:
+            return
+
+
+def _family(doc: _Doc, i: int) -> set[int]:
+    """Task i and its descendants."""
+    family = {i}
+    for n, t in enumerate(doc.tasks[i + 1 :], i + 1):
+        if t.parent is not None and doc.index[t.parent] in family:
+            family.add(n)
+    return family
+
+
+def _split_keep(text: str) -> list[str]:
+    lines = []
+    pos = 0
+    for m in _NEWLINE.finditer(text):
+        lines.append(text[pos : m.end()])
+        pos = m.end()
+    if pos < len(text):
+        lines.append(text[pos:])
+    return lines
+
+
+def _with_ending(line: str, newline: str) -> str:
+    stripped = line.rstrip("\r\n")
+    return stripped + newline if stripped != line else line

@@ -7,6 +7,7 @@ fast. Bad input of any kind ends with one line on stderr and exit code 2.
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,7 @@ from runner import __version__
 from runner.errors import UserError
 
 if TYPE_CHECKING:
+    from runner.plan import Plan, Verdict
     from runner.project import Project
     from runner.state import State
 
@@ -60,16 +62,14 @@ def _open(create: bool = True) -> tuple[Project, State]:
     return Project(root, state), state
 
 
-def _evaluate(project: Project, state: State, specs: tuple[str, ...] = (), force: bool = False):
+def _evaluate(project: Project, state: State, specs: tuple[str, ...] = ()) -> tuple[Plan, dict[str, Verdict]]:
     from runner.fingerprint import Fingerprints
     from runner.plan import build_plan
     from runner.specs import select_specs
 
     chosen = select_specs(project.specs, specs)
     plan = build_plan(project, Fingerprints(project.root, state.file_rows()), specs=chosen)
-    records = state.jobs()
-    verdicts = plan.evaluate(records, force=force)
-    return plan, records, verdicts
+    return plan, plan.evaluate(state.jobs())
 
 
 # --- run -----------------------------------------------------------------------------------
@@ -105,10 +105,12 @@ def run(
     reporter = _reporter(as_json)
     try:
         if dry_run:
-            plan, _, verdicts = _evaluate(project, state, specs)
+            plan, verdicts = _evaluate(project, state, specs)
             ids = plan.select(verdicts, phases=phases, task=task, force=force)
             reporter(
-                "plan", jobs=[{"job": j, "reasons": list(verdicts[j].reasons)} for j in ids], dry_run=True
+                "plan",
+                jobs=[{"job": j, "reasons": list(verdicts[j].reasons) or ["--force"]} for j in ids],
+                dry_run=True,
             )
             return
         with ProjectLock(project.root, command_line()):
@@ -139,11 +141,12 @@ def run_once(
     the next round at once, until the reviews are settled. Later passes only run what changed
     since (a failure is not retried in a loop).
     """
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {}  # each job's latest result
+    runs: Counter[str] = Counter()  # every run, rounds included
     first = True
     while True:
         feedback = state.feedback()
-        plan, _, verdicts = _evaluate(project, state, specs, force and first)
+        plan, verdicts = _evaluate(project, state, specs)
         ids = plan.select(verdicts, phases=phases, task=task, force=force and first, retry=first)
         state.save_file_rows(plan.fingerprints.take_updates())
         if not ids:
@@ -152,21 +155,22 @@ def run_once(
 
         check_credentials(plan, ids)
         executor = Executor(project, state, plan, reporter, parallel=parallel, notes=notes)
-        results.update(executor.run(ids, verdicts))
+        batch = executor.run(ids, verdicts)
+        results.update(batch)
+        runs.update(r.status for r in batch.values())
         first = False
         if state.feedback() == feedback:
             break
-    reporter("summary", counts=_counts(results))
-    unfinished = [v for j, v in verdicts.items() if v.state in ("blocked", "failed", "awaiting-approval")]
-    bad = any(r.status != "done" for r in results.values()) or unfinished
-    return 1 if bad else 0
-
-
-def _counts(results: dict[str, Any]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for r in results.values():
-        counts[r.status] = counts.get(r.status, 0) + 1
-    return counts
+    if results:  # what is left undone, judged after the runs
+        plan, verdicts = _evaluate(project, state, specs)
+    chosen = set(plan.select(verdicts, phases=phases, task=task, force=True))
+    waiting = [
+        {"job": j, "state": v.state, "reason": "; ".join(v.reasons)}
+        for j, v in verdicts.items()
+        if j in chosen and (v.state in ("blocked", "failed", "awaiting-approval") or v.retry_only)
+    ]
+    reporter("summary", counts=dict(runs), waiting=waiting)
+    return 1 if waiting or any(r.status != "done" for r in results.values()) else 0
 
 
 def _reporter(as_json: bool) -> Any:
@@ -184,7 +188,7 @@ def _reporter(as_json: bool) -> Any:
 def status(specs: tuple[str, ...], as_json: bool) -> None:
     """Every job with its state and why."""
     project, state = _open(create=False)
-    plan, _, verdicts = _evaluate(project, state, specs)
+    plan, verdicts = _evaluate(project, state, specs)
     rows = []
     for job_id, v in verdicts.items():
         job = plan.jobs[job_id]
@@ -251,7 +255,7 @@ def explain(job: str) -> None:
 
     project, state = _open(create=False)
     spec_name = job.split(":", 1)[0]
-    plan, _, verdicts = _evaluate(project, state, (spec_name,) if ":" in job else ())
+    plan, verdicts = _evaluate(project, state, (spec_name,) if ":" in job else ())
     v = verdicts.get(job)
     if v is None:
         import difflib

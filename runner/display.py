@@ -215,7 +215,13 @@ class Console:
         self._print(f"{self._mark('restart')} {f['job']:<{self.width}}  restarting: {f.get('reason')}")
 
     def _on_summary(self, f: dict[str, Any]) -> None:
-        self._print(self.totals.line())
+        waiting = f.get("waiting") or []
+        if self.totals.counts or not waiting:
+            self._print(self.totals.line())
+        else:
+            self._print("nothing to run, but not everything is done:")
+        for w in waiting:
+            self._print(f"  {w['job']:<{self.width}}  {w['state']:<17} {w['reason']}".rstrip())
 
     def _on_watching(self, f: dict[str, Any]) -> None:
         n = f.get("specs", 0)

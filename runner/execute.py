@@ -24,7 +24,7 @@ from typing import Any
 from runner.artifacts import job_dir, write_json
 from runner.budget import Limits, RunSpend
 from runner.errors import UserError
-from runner.plan import Job, Plan, Verdict, dependency_order, signature
+from runner.plan import Job, Plan, Verdict, dependency_order, output_exists, signature
 from runner.project import Project
 from runner.recovery import remove_outputs_written_since
 from runner.shell import run_command
@@ -81,8 +81,7 @@ class JobContext:
         }
 
     def fill(self, command: str) -> str:
-        filled = command.replace("{spec}", self.job.spec.path).replace("{name}", self.job.spec.name)
-        return filled.replace("{task}", self.job.task_id) if self.job.task_id else filled
+        return self.job.spec.fill(command, self.job.task_id)
 
 
 def _record_test_reports(ctx: JobContext) -> None:
@@ -122,7 +121,7 @@ def run_shell_job(ctx: JobContext) -> JobResult:
         return JobResult("cancelled", "cancelled; outputs it was writing were removed")
     if not result.ok:
         return JobResult("failed", f"{result.describe(phase.timeout)} (see {where})")
-    missing = [o for o in ctx.job.outputs if not (ctx.project.root / o).exists()]
+    missing = [o for o in ctx.job.outputs if not output_exists(ctx.project.root, o)]
     if missing:
         return JobResult("failed", f"the command succeeded but did not create {missing[0]}")
     return JobResult("done")
@@ -238,6 +237,10 @@ class Executor:
                     self.emit("finish", job=job_id, status="skipped", reason="runner was stopped")
                 pending.clear()
             if not running:
+                # Nothing runs and nothing can start: what is left waits on itself. Never spin.
+                for job_id in pending:
+                    self._skip(job_id, "waits for a job that cannot start (a cycle)")
+                pending.clear()
                 continue
             try:
                 job_id, result = finished.get(timeout=0.5)

@@ -21,17 +21,17 @@ Jobs whose inputs match another job's outputs depend on it implicitly, as in mak
 
 from __future__ import annotations
 
+import bisect
 import glob
 import hashlib
 import os
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from runner.errors import UserError
 from runner.fingerprint import MISSING, Fingerprints
+from runner.globs import compile_glob, literal_prefix
 from runner.state import JobRecord, pid_alive
 
 if TYPE_CHECKING:
@@ -94,6 +94,7 @@ class Plan:
         self.jobs = jobs  # dependency order
         self.fingerprints = fingerprints
         self.feedback = project.state.feedback()
+        self._globbed: dict[str, list[str]] = {}  # many jobs share a pattern (CLAUDE.md, standards/**)
 
     # --- signatures ---------------------------------------------------------------------------
 
@@ -119,22 +120,31 @@ class Plan:
 
     def fresh_components(self, job: Job, records: dict[str, JobRecord]) -> dict[str, str]:
         """Components from the files as they are now (at a job's start), not as planned."""
+        for pattern in job.inputs:
+            self._globbed.pop(pattern, None)
         for rel in self.input_files(job):
             self.fingerprints.forget(rel)
         return self.components(job, records)
 
     def input_files(self, job: Job) -> list[str]:
         files: list[str] = []
-        root = self.project.root
         for pattern in job.inputs:
             if glob.has_magic(pattern):
-                matches = sorted(glob.glob(pattern, root_dir=root, recursive=True))
-                files.extend(m.replace(os.sep, "/") for m in matches if os.path.isfile(os.path.join(root, m)))
+                files.extend(self._glob(pattern))
             else:
                 files.append(pattern)
         return files
 
-    def evaluate(self, records: dict[str, JobRecord], *, force: bool = False) -> dict[str, Verdict]:
+    def _glob(self, pattern: str) -> list[str]:
+        found = self._globbed.get(pattern)
+        if found is None:
+            root = self.project.root
+            matches = sorted(glob.glob(pattern, root_dir=root, recursive=True))
+            found = [m.replace(os.sep, "/") for m in matches if os.path.isfile(os.path.join(root, m))]
+            self._globbed[pattern] = found
+        return found
+
+    def evaluate(self, records: dict[str, JobRecord]) -> dict[str, Verdict]:
         """Decide for every job whether it is up to date, in dependency order."""
         verdicts: dict[str, Verdict] = {}
         for job in self.jobs.values():
@@ -148,8 +158,11 @@ class Plan:
                 continue
             state, reasons = _judge(rec, sig, comps)
             retry_only = state in ("stale", "failed") and rec is not None and rec.signature == sig
+            if state == "up-to-date" and job.group is not None:
+                # It finished done, so its tasks were ticked; someone unticked one since.
+                state, reasons = "stale", ["a task of this group was unticked since it ran"]
             if state == "up-to-date":
-                missing = [o for o in job.outputs if not _exists(self.project.root, o)]
+                missing = [o for o in job.outputs if not output_exists(self.project.root, o)]
                 if missing:
                     state, reasons = "stale", [f"output {m} is missing" for m in missing]
             if state in ("up-to-date", "stale"):
@@ -162,8 +175,6 @@ class Plan:
                         break
                     if v.must_run and state == "up-to-date":
                         state, reasons, retry_only = "stale", [f"upstream {up} will run"], v.retry_only
-            if force and state in ("up-to-date", "blocked"):
-                state, reasons, retry_only = "stale", ["--force", *reasons], False
             verdicts[job.id] = Verdict(state, tuple(reasons), sig, comps, retry_only)
         return verdicts
 
@@ -178,7 +189,8 @@ class Plan:
     ) -> list[str]:
         """The jobs to run, in dependency order: the stale ones among those chosen (by phase and
         task), plus their stale upstream jobs, as make builds a target's prerequisites. With
-        retry=False, jobs that would only repeat a failed attempt are left out."""
+        retry=False, jobs that would only repeat a failed attempt are left out. `force` runs the
+        chosen jobs even when up to date or blocked (not their upstream, and never a ticked group)."""
         for p in phases:
             self.project.workflow.phase(p)
         chosen = [
@@ -191,6 +203,8 @@ class Plan:
                 f"no open task group '{task}' in the selected specs (see `runner tasks SPEC/tasks.md`)"
             )
 
+        forced = set(chosen)
+
         def runs(job_id: str) -> bool:
             v = verdicts[job_id]
             return v.must_run and (retry or not v.retry_only)
@@ -200,7 +214,8 @@ class Plan:
         def pull(job_id: str) -> None:
             if job_id in wanted:
                 return
-            if runs(job_id) or (force and job_id in chosen):
+            ticked = self.jobs[job_id].group is not None and self.jobs[job_id].group.done  # type: ignore[union-attr]
+            if runs(job_id) or (force and job_id in forced and not ticked):
                 wanted.add(job_id)
             for up in self.jobs[job_id].upstream:
                 if up in self.jobs and runs(up):
@@ -282,7 +297,8 @@ def explain_changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
     return reasons or ["signature changed"]
 
 
-def _exists(root: os.PathLike | str, pattern: str) -> bool:
+def output_exists(root: os.PathLike | str, pattern: str) -> bool:
+    """Whether an output exists (for a glob: whether anything matches it)."""
     if glob.has_magic(pattern):
         return bool(glob.glob(pattern, root_dir=root, recursive=True))
     return os.path.exists(os.path.join(root, pattern))
@@ -319,9 +335,6 @@ def _phase_jobs(
     by_phase: dict[tuple[str, str], list[str]],
     jobs: dict[str, Job],
 ) -> list[str]:
-    fill = {"{spec}": spec.path, "{name}": spec.name}
-    inputs = tuple(_fill(p, fill) for p in phase.inputs)
-    outputs = tuple(_fill(p, fill) for p in phase.outputs)
     upstream = [j for need in phase.needs for j in by_phase.get((spec.name, need), [])]
     agent = project.agent(phase) if phase.agent else None
     # A CLI agent or a replay script chooses no model of ours; show (and sign) the provider instead.
@@ -330,9 +343,15 @@ def _phase_jobs(
         if agent
         else None
     )
-    base = dict(spec=spec, phase=phase, inputs=inputs, outputs=outputs, agent=agent, model=model)
+    base = dict(spec=spec, phase=phase, agent=agent, model=model)
     if phase.each != "task":
-        job = Job(id=f"{spec.name}:{phase.name}", upstream=list(upstream), **base)
+        job = Job(
+            id=f"{spec.name}:{phase.name}",
+            upstream=list(upstream),
+            inputs=tuple(spec.fill(p) for p in phase.inputs),
+            outputs=tuple(spec.fill(p) for p in phase.outputs),
+            **base,
+        )
         jobs[job.id] = job
         return [job.id]
     ids: list[str] = []
@@ -342,6 +361,8 @@ def _phase_jobs(
             group=group,
             upstream=list(upstream),
             after=[f"{spec.name}:{phase.name}:{a}" for a in after],
+            inputs=tuple(spec.fill(p, group.id) for p in phase.inputs),
+            outputs=tuple(spec.fill(p, group.id) for p in phase.outputs),
             **base,
         )
         jobs[job.id] = job
@@ -356,139 +377,122 @@ def _groups_in_order(groups: list[GroupInfo]) -> list[tuple[GroupInfo, list[str]
     upstream whether its tasks were ticked a minute or a month ago.
 
     Stated dependencies win; otherwise groups run one after another in document order, except that
-    consecutive Spec Kit [P] groups of one section may run side by side.
+    consecutive Spec Kit [P] groups of one section may run side by side. Where the two disagree (a
+    group that depends on a later one), the document order gives way; a cycle among stated
+    dependencies is broken where it closes, as make drops a circular dependency.
     """
-    result: list[tuple[GroupInfo, list[str]]] = []
     open_ids = {g.id for g in groups if not g.done}
+    after: dict[str, list[str]] = {g.id: [] for g in groups}
+    by_order: set[tuple[str, str]] = set()  # edges that come from document order alone
     last: list[str] = []  # what the next sequential group waits for
     batch_base: list[str] | None = None  # what the current [P] batch waits for
     batch_section: object = object()
     for g in groups:
         if g.done:
-            result.append((g, []))
             continue
         if g.depends_on:
-            after = [d for d in g.depends_on if d in open_ids]
+            after[g.id] = [d for d in g.depends_on if d in open_ids and d != g.id]
             last, batch_base = [g.id], None
-        elif g.parallel and batch_base is not None and g.section == batch_section:
-            after = list(batch_base)
+            continue
+        if g.parallel and batch_base is not None and g.section == batch_section:
+            after[g.id] = list(batch_base)
             last = [*last, g.id]
         elif g.parallel:
-            after, batch_base, batch_section = list(last), list(last), g.section
+            after[g.id], batch_base, batch_section = list(last), list(last), g.section
             last = [g.id]
         else:
-            after, last, batch_base = list(last), [g.id], None
-        result.append((g, after))
-    return result
+            after[g.id], last, batch_base = list(last), [g.id], None
+        by_order.update((g.id, p) for p in after[g.id])
+    while cycle := find_cycle(after):
+        edges = list(zip(cycle, cycle[1:], strict=False))
+        waiter, waited = next((e for e in edges if e in by_order), edges[-1])
+        after[waiter].remove(waited)
+    return [(g, after[g.id]) for g in groups]
 
 
 def _implicit_dependencies(jobs: dict[str, Job]) -> None:
-    """A job that reads another phase's outputs depends on that job (make's implicit edges)."""
+    """A job that reads another phase's outputs depends on that job (make's implicit edges).
+
+    Outputs are kept sorted, so each input glob is matched only against the outputs that start
+    with its literal prefix: linear in the number of jobs, not quadratic.
+    """
     producers: dict[str, list[str]] = {}
     for job in jobs.values():
         for out in job.outputs:
             producers.setdefault(out, []).append(job.id)
     if not producers:
         return
+    outputs = sorted(producers)
     for job in jobs.values():
         for pattern in job.inputs:
             if glob.has_magic(pattern):
-                regex = _pattern_regex(pattern)
-                found = [p for out, ps in producers.items() if regex.match(out) for p in ps]
+                prefix = literal_prefix(pattern)
+                regex = compile_glob(pattern)
+                found = []
+                for out in outputs[bisect.bisect_left(outputs, prefix) :]:
+                    if not out.startswith(prefix):
+                        break
+                    if regex.fullmatch(out):
+                        found.extend(producers[out])
             else:
                 found = producers.get(pattern, [])
             for producer in found:
-                other = jobs[producer]
-                if other.phase.name != job.phase.name and producer not in job.upstream:
+                if jobs[producer].phase.name != job.phase.name and producer not in job.upstream:
                     job.upstream.append(producer)
-    _check_acyclic(jobs)
+    cycle = find_cycle({j: jobs[j].upstream for j in jobs})
+    if cycle:
+        from runner.workflow import phase_error
+
+        raise phase_error(
+            jobs[cycle[0]].phase,
+            "inputs",
+            "jobs read each other's outputs in a cycle: " + " -> ".join(cycle) + "; remove one of the inputs",
+        )
 
 
-def _check_acyclic(jobs: dict[str, Job]) -> None:
-    from runner.workflow import phase_error
-
-    state: dict[str, int] = {}
-
-    def visit(job_id: str, trail: list[str]) -> None:
-        if state.get(job_id) == 2:
-            return
-        if state.get(job_id) == 1:
-            cycle = [*trail[trail.index(job_id) :], job_id]
-            job = jobs[job_id]
-            raise phase_error(
-                job.phase,
-                "inputs",
-                "jobs read each other's outputs in a cycle: "
-                + " -> ".join(cycle)
-                + "; remove one of the inputs",
-            )
-        state[job_id] = 1
-        for up in jobs[job_id].upstream:
-            if up in jobs:
-                visit(up, [*trail, job_id])
-        state[job_id] = 2
-
-    for job_id in jobs:
-        visit(job_id, [])
+def find_cycle(edges: dict[str, list[str]]) -> list[str] | None:
+    """A cycle in a graph given as node -> the nodes it waits for (as a path a -> b -> a), or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    for start in edges:
+        if state.get(start):
+            continue
+        path, stack = [start], [iter(edges.get(start, ()))]
+        state[start] = 1
+        while stack:
+            nxt = next(stack[-1], None)
+            if nxt is None:
+                state[path.pop()] = 2
+                stack.pop()
+            elif nxt not in edges or state.get(nxt) == 2:
+                continue
+            elif state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt]
+            else:
+                state[nxt] = 1
+                path.append(nxt)
+                stack.append(iter(edges.get(nxt, ())))
+    return None
 
 
 def dependency_order(jobs: dict[str, Job]) -> list[str]:
     """Job ids with every upstream (and order-only predecessor) before its dependants."""
     order: list[str] = []
     seen: set[str] = set()
-
-    def visit(job_id: str) -> None:
-        if job_id in seen:
-            return
-        seen.add(job_id)
-        job = jobs[job_id]
-        for dep in (*job.upstream, *job.after):
-            if dep in jobs:
-                visit(dep)
-        order.append(job_id)
-
-    for job_id in jobs:
-        visit(job_id)
+    for start in jobs:
+        if start in seen:
+            continue
+        seen.add(start)
+        stack = [(start, iter((*jobs[start].upstream, *jobs[start].after)))]
+        while stack:
+            job_id, deps = stack[-1]
+            dep = next(deps, None)
+            if dep is None:
+                order.append(job_id)
+                stack.pop()
+            elif dep in jobs and dep not in seen:
+                seen.add(dep)
+                stack.append((dep, iter((*jobs[dep].upstream, *jobs[dep].after))))
     return order
-
-
-def _fill(pattern: str, values: dict[str, str]) -> str:
-    for key, value in values.items():
-        pattern = pattern.replace(key, value)
-    return pattern
-
-
-@lru_cache(maxsize=512)
-def _pattern_regex(pattern: str) -> re.Pattern[str]:
-    """A glob (with `**`) as a regex over root-relative posix paths."""
-    out = ""
-    i = 0
-    while i < len(pattern):
-        c = pattern[i]
-        if pattern.startswith("**/", i):
-            out += "(?:.*/)?"
-            i += 3
-            continue
-        if pattern.startswith("**", i):
-            out += ".*"
-            i += 2
-            continue
-        if c == "*":
-            out += "[^/]*"
-        elif c == "?":
-            out += "[^/]"
-        elif c == "[":
-            end = pattern.find("]", i + 1)
-            if end == -1:
-                out += re.escape(c)
-            else:
-                body = pattern[i + 1 : end].replace("\\", "\\\\")
-                out += "[" + ("^" + body[1:] if body.startswith("!") else body) + "]"
-                i = end
-        else:
-            out += re.escape(c)
-        i += 1
-    return re.compile(out + r"\Z")
 
 
 def summarise_groups(task_list: Any) -> list[dict[str, Any]]:

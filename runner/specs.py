@@ -40,6 +40,14 @@ class Spec:
     def tasks_path(self) -> str:
         return f"{self.path}/tasks.md"
 
+    def fill(self, text: str, task: str | None = None) -> str:
+        """`{spec}` (the folder), `{name}` and, for a task job, `{task}` filled into a pattern or command.
+
+        Plain text, as make does: a command that must survive spaces uses "$RUNNER_SPEC".
+        """
+        text = text.replace("{spec}", self.path).replace("{name}", self.name)
+        return text.replace("{task}", task) if task is not None else text
+
 
 def discover_specs(root: Path, spec_roots: tuple[str, ...] | list[str]) -> list[Spec]:
     """All spec folders under the given roots, in root order then name order."""

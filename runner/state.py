@@ -272,13 +272,14 @@ class State:
             names = [d[0] for d in cur.description]
         return dict(zip(names, row, strict=True)) if row else None
 
-    def interrupted(self) -> list[JobRecord]:
-        """Jobs recorded as running whose process is gone (killed, crashed, power loss)."""
+    def left_running(self) -> list[JobRecord]:
+        """Jobs recorded as running by another process (for the lock holder: a dead runner's)."""
         with self._lock:
-            rows = self._conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE status = 'running'").fetchall()
-        return [r for r in map(_record, rows) if r.pid is None or not pid_alive(r.pid)]
-
-    # --- review feedback and approvals -----------------------------------------------------------
+            rows = self._conn.execute(
+                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE status = 'running' AND (pid IS NULL OR pid != ?)",
+                (os.getpid(),),
+            ).fetchall()
+        return [_record(r) for r in rows]
 
     def feedback(self) -> dict[str, str]:
         """Feedback each job must address (review points, rejection notes); part of its signature."""

@@ -61,16 +61,25 @@ def verdicts(root: Path) -> dict[str, tuple[str, tuple[str, ...]]]:
 
 
 def settle(root: Path) -> None:
-    """Record every job as done with its current signature and create its outputs."""
-    state, plan = plan_of(root)
-    from runner.plan import dependency_order, signature
+    """What a successful run leaves: every stale job recorded done with its signature, its outputs
+    written, and a task job's tasks ticked."""
+    from runner.plan import signature
+    from runner.tasks import load_tasks, set_checked
 
-    for job_id in dependency_order(plan.jobs):
-        job = plan.jobs[job_id]
-        comps = plan.components(job, state.jobs())
+    state, plan = plan_of(root)
+    verdicts = plan.evaluate(state.jobs())
+    for job_id, job in plan.jobs.items():
+        if not verdicts[job_id].must_run:
+            continue
+        comps = plan.fresh_components(job, state.jobs())  # as a job does when it starts
         run_id = state.start_job(job_id, signature(comps), comps)
         for out in job.outputs:
             write(root, {out: "made"})
+        if job.group:
+            path = root / job.spec.tasks_path
+            group = next(g for g in load_tasks(path).groups() if g.id == job.group.id)
+            for task in group.tasks:
+                set_checked(path, task.id)
         state.finish_job(job_id, run_id, "done")
     state.save_file_rows(plan.fingerprints.take_updates())
 
@@ -152,7 +161,7 @@ def test_failed_job_is_retried_and_its_dependants_wait(project) -> None:  # type
     assert v["b:check"][0] == "up-to-date"
 
 
-def test_prompt_model_upstream_and_task_changes_are_named(project) -> None:  # type: ignore[no-untyped-def]
+def test_prompt_model_task_untick_and_upstream_changes_are_named(project) -> None:  # type: ignore[no-untyped-def]
     root = project(
         AGENT_PHASES,
         {
@@ -163,13 +172,21 @@ def test_prompt_model_upstream_and_task_changes_are_named(project) -> None:  # t
     )
     age(root)
     settle(root)
-    assert {s for s, _ in verdicts(root).values()} == {"up-to-date"}
-    assert set(verdicts(root)) == {"a:design", "a:implement:1", "a:implement:2"}
+    v = verdicts(root)
+    assert set(v) == {"a:design", "a:implement:1", "a:implement:2"}
+    assert {s for s, _ in v.values()} == {"up-to-date"}
+
+    ticked = (root / "specs/a/tasks.md").read_text()
+    write(root, {"specs/a/tasks.md": ticked.replace("- [x] 2.", "- [ ] 2.")})
+    v = verdicts(root)
+    assert v["a:implement:2"] == ("stale", ("a task of this group was unticked since it ran",))
+    assert v["a:design"][0] == "up-to-date"  # a box is not content
+    write(root, {"specs/a/tasks.md": ticked})
 
     write(root, {"agent-os/agents/designer.md": "---\nname: designer\n---\nDesign {{spec}} carefully."})
     v = verdicts(root)
     assert v["a:design"] == ("stale", ("the agent definition changed",))
-    assert v["a:implement:2"] == ("stale", ("the agent definition changed",))
+    assert v["a:implement:2"] == ("up-to-date", ("its tasks are ticked",))  # ticked is done
     settle(root)
 
     write(
@@ -179,23 +196,24 @@ def test_prompt_model_upstream_and_task_changes_are_named(project) -> None:  # t
     assert "model changed from claude-sonnet-5-5 to claude-opus-5-5" in verdicts(root)["a:design"][1]
     settle(root)
 
-    write(root, {"specs/a/tasks.md": TASKS.replace("Second group", "Second group, reworded")})
+    write(
+        root, {"specs/a/tasks.md": ticked.replace("- [x] 2. Second group", "- [ ] 2. Second group, reworded")}
+    )
     v = verdicts(root)
-    assert v["a:implement:2"] == ("stale", ("the task's text changed",))
+    assert "the task's text changed" in v["a:implement:2"][1]
     assert v["a:design"] == ("stale", ("input specs/a/tasks.md changed",))
-    # Group 1's own text is unchanged; it reruns only because the design it builds on will.
-    assert v["a:implement:1"] == ("stale", ("upstream a:design will run",))
+    assert v["a:implement:1"] == ("up-to-date", ("its tasks are ticked",))
     settle(root)
 
-    # The design job ran again: its dependants see a new upstream run.
+    # The design job runs again while group 2 is open again: group 2 sees a new upstream run.
+    ticked = (root / "specs/a/tasks.md").read_text()
+    write(root, {"specs/a/tasks.md": ticked.replace("- [x] 2.", "- [ ] 2.")})
     state, plan = plan_of(root)
-    job = plan.jobs["a:design"]
     from runner.plan import signature
 
-    comps = plan.components(job, state.jobs())
+    comps = plan.components(plan.jobs["a:design"], state.jobs())
     state.finish_job("a:design", state.start_job("a:design", signature(comps), comps), "done")
-    v = verdicts(root)
-    assert v["a:implement:1"] == ("stale", ("upstream job a:design ran again",))
+    assert verdicts(root)["a:implement:2"] == ("stale", ("upstream job a:design ran again",))
 
 
 def test_ticking_a_box_changes_no_signature(project) -> None:  # type: ignore[no-untyped-def]
@@ -208,14 +226,18 @@ def test_ticking_a_box_changes_no_signature(project) -> None:  # type: ignore[no
         },
     )
     age(root)
-    settle(root)
-    write(root, {"specs/a/tasks.md": TASKS.replace("- [ ] 1.1", "- [x] 1.1")})
-    assert {s for s, _ in verdicts(root).values()} == {"up-to-date"}
-    # A ticked group stays in the plan, up to date; nothing else is touched.
-    write(root, {"specs/a/tasks.md": TASKS.replace("- [ ] 1.", "- [x] 1.")})
+    settle(root)  # the design ran; both groups were done and ticked
+    assert "- [ ]" not in (root / "specs/a/tasks.md").read_text()
+    for boxes in (TASKS, TASKS.replace("- [ ] 1.1", "- [x] 1.1"), TASKS.replace("- [ ] 1.", "- [x] 1.")):
+        write(root, {"specs/a/tasks.md": boxes})
+        assert verdicts(root)["a:design"] == (
+            "up-to-date",
+            (),
+        )  # it reads tasks.md, yet boxes are not content
     v = verdicts(root)
+    # Group 1 is ticked (done, whoever ticked it); group 2 was unticked, so it runs again.
     assert v["a:implement:1"] == ("up-to-date", ("its tasks are ticked",))
-    assert {s for s, _ in v.values()} == {"up-to-date"}
+    assert v["a:implement:2"] == ("stale", ("a task of this group was unticked since it ran",))
 
 
 def test_task_groups_run_in_order_unless_dependencies_or_P_markers_say_otherwise(project) -> None:  # type: ignore[no-untyped-def]

@@ -15,8 +15,8 @@ from runner.agents.tools import (
     TOOL_SCHEMAS,
     ToolResult,
     Tools,
-    compile_glob,
 )
+from runner.globs import compile_glob
 from runner.secrets import scrubbed_env
 
 # -- fixtures --------------------------------------------------------------------------------------

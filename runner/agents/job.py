@@ -25,6 +25,7 @@ from runner.execute import JobContext, JobResult
 from runner.fsutil import append_line
 from runner.git import Git, GitError, JobCommits, branch_name
 from runner.implementation import Entry
+from runner.plan import output_exists
 from runner.secrets import redact, scrubbed_env, secret_values
 from runner.state import Usage
 from runner.tasks import TaskList, load_tasks
@@ -259,7 +260,7 @@ def _settle(ctx: JobContext, outcome: Outcome, ticker: TaskTicker, log: JobLog) 
     missing = [
         o
         for o in ctx.job.outputs
-        if o.rsplit("/", 1)[-1] not in _NOT_THE_AGENTS and not (ctx.project.root / o).exists()
+        if o.rsplit("/", 1)[-1] not in _NOT_THE_AGENTS and not output_exists(ctx.project.root, o)
     ]
     if missing:
         return "partial", f"reported done but did not write {', '.join(missing)}"

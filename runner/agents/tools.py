@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 from runner.agents.sandbox import Sandbox, SandboxError
 from runner.fsutil import atomic_write
+from runner.globs import compile_glob
 from runner.ignore import IgnoreRules
 from runner.secrets import scrubbed_env
 
@@ -407,93 +408,6 @@ _SHELL_DEFAULTS = {
 
 
 # -- globs -----------------------------------------------------------------------------------------
-
-
-def _translate_glob(pattern: str) -> str:
-    """A glob as a regex body: `*` and `?` stay in one folder, `**` crosses folders, `{a,b}` alternates."""
-    out: list[str] = []
-    i, n = 0, len(pattern)
-    while i < n:
-        c = pattern[i]
-        if c == "*":
-            j = i
-            while j < n and pattern[j] == "*":
-                j += 1
-            whole = (i == 0 or pattern[i - 1] == "/") and (j == n or pattern[j] == "/")
-            if j - i >= 2 and whole:
-                if j == n:
-                    out.append(".*")
-                    i = j
-                else:
-                    out.append("(?:[^/]*/)*")
-                    i = j + 1
-            else:
-                out.append("[^/]*")
-                i = j
-        elif c == "?":
-            out.append("[^/]")
-            i += 1
-        elif c == "[":
-            j = i + 1
-            if j < n and pattern[j] in "!^":
-                j += 1
-            if j < n and pattern[j] == "]":
-                j += 1
-            while j < n and pattern[j] != "]":
-                j += 1
-            if j >= n:
-                out.append(re.escape(c))
-                i += 1
-                continue
-            body = pattern[i + 1 : j]
-            negate = body[:1] in ("!", "^")
-            if negate:
-                body = body[1:]
-            body = body.replace("\\", "\\\\")
-            out.append(f"[{'^/' if negate else ''}{body}]")
-            i = j + 1
-        elif c == "{":
-            close, alternatives = _split_braces(pattern, i)
-            if close < 0:
-                out.append(re.escape(c))
-                i += 1
-                continue
-            out.append("(?:" + "|".join(_translate_glob(alt) for alt in alternatives) + ")")
-            i = close + 1
-        elif c == "\\" and i + 1 < n:
-            out.append(re.escape(pattern[i + 1]))
-            i += 2
-        else:
-            out.append(re.escape(c))
-            i += 1
-    return "".join(out)
-
-
-def _split_braces(pattern: str, start: int) -> tuple[int, list[str]]:
-    """The index of the `}` closing the `{` at `start` and the comma-separated parts, or (-1, [])."""
-    depth, part_start, parts = 0, start + 1, []
-    i = start
-    while i < len(pattern):
-        c = pattern[i]
-        if c == "\\":
-            i += 2
-            continue
-        if c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                parts.append(pattern[part_start:i])
-                return i, parts
-        elif c == "," and depth == 1:
-            parts.append(pattern[part_start:i])
-            part_start = i + 1
-        i += 1
-    return -1, []
-
-
-def compile_glob(pattern: str) -> re.Pattern[str]:
-    return re.compile(_translate_glob(pattern), re.DOTALL)
 
 
 def _split_top_level_commas(text: str) -> list[str]:

@@ -1,0 +1,116 @@
+"""Globs, one way everywhere: workflow inputs and outputs, the watcher, and the Glob/Grep tools.
+
+`*` and `?` stay within one folder, `**` crosses folders (`a/**/b` also matches `a/b`), `[...]`
+is a set (`[!...]` negated), `{a,b}` alternates, `\\` escapes. Paths are root-relative, with `/`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from functools import lru_cache
+
+_MAGIC = re.compile(r"[*?\[{]")
+
+
+def literal_prefix(pattern: str) -> str:
+    """The part of a pattern before its first wildcard: every path it matches starts with this."""
+    m = _MAGIC.search(pattern)
+    return pattern if m is None else pattern[: m.start()]
+
+
+def translate(pattern: str, placeholders: Mapping[str, str] | None = None) -> str:
+    """A glob as a regex body: `*` and `?` stay in one folder, `**` crosses folders, `{a,b}` alternates.
+
+    `placeholders` maps literal tokens of the pattern (such as `{spec}`) to regex bodies.
+    """
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        token = next((t for t in placeholders or () if pattern.startswith(t, i)), None)
+        if token is not None:
+            out.append(placeholders[token])  # type: ignore[index]
+            i += len(token)
+            continue
+        c = pattern[i]
+        if c == "*":
+            j = i
+            while j < n and pattern[j] == "*":
+                j += 1
+            whole = (i == 0 or pattern[i - 1] == "/") and (j == n or pattern[j] == "/")
+            if j - i >= 2 and whole:
+                if j == n:
+                    out.append(".*")
+                    i = j
+                else:
+                    out.append("(?:[^/]*/)*")
+                    i = j + 1
+            else:
+                out.append("[^/]*")
+                i = j
+        elif c == "?":
+            out.append("[^/]")
+            i += 1
+        elif c == "[":
+            j = i + 1
+            if j < n and pattern[j] in "!^":
+                j += 1
+            if j < n and pattern[j] == "]":
+                j += 1
+            while j < n and pattern[j] != "]":
+                j += 1
+            if j >= n:
+                out.append(re.escape(c))
+                i += 1
+                continue
+            body = pattern[i + 1 : j]
+            negate = body[:1] in ("!", "^")
+            if negate:
+                body = body[1:]
+            body = body.replace("\\", "\\\\")
+            out.append(f"[{'^/' if negate else ''}{body}]")
+            i = j + 1
+        elif c == "{":
+            close, alternatives = split_braces(pattern, i)
+            if close < 0:
+                out.append(re.escape(c))
+                i += 1
+                continue
+            out.append("(?:" + "|".join(translate(alt, placeholders) for alt in alternatives) + ")")
+            i = close + 1
+        elif c == "\\" and i + 1 < n:
+            out.append(re.escape(pattern[i + 1]))
+            i += 2
+        else:
+            out.append(re.escape(c))
+            i += 1
+    return "".join(out)
+
+
+def split_braces(pattern: str, start: int) -> tuple[int, list[str]]:
+    """The index of the `}` closing the `{` at `start` and the comma-separated parts, or (-1, [])."""
+    depth, part_start, parts = 0, start + 1, []
+    i = start
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                parts.append(pattern[part_start:i])
+                return i, parts
+        elif c == "," and depth == 1:
+            parts.append(pattern[part_start:i])
+            part_start = i + 1
+        i += 1
+    return -1, []
+
+
+@lru_cache(maxsize=4096)
+def compile_glob(pattern: str) -> re.Pattern[str]:
+    """A compiled glob, to `fullmatch` root-relative posix paths."""
+    return re.compile(translate(pattern), re.DOTALL)

@@ -476,9 +476,15 @@ def uncheck(path: str, task_id: str) -> None:
 
 
 def _set_checked(path: str, task_id: str, checked: bool) -> None:
+    from runner.state import STATE_DIR, State
     from runner.tasks import set_checked
 
-    changed = set_checked(_path(path), task_id, checked)
+    file = _path(path)
+    changed = set_checked(file, task_id, checked)
+    root = _root()
+    if changed and (root / STATE_DIR).is_dir() and file.resolve().is_relative_to(root):
+        # An agent job running now must not take this for its own edit and undo it.
+        State.open(root).record_mark(file.resolve().relative_to(root).as_posix(), task_id, checked)
     word = "ticked" if checked else "unticked"
     click.echo(f"{word} {task_id}" if changed else f"{task_id} was already {word}")
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import bisect
 import glob
 import hashlib
+import itertools
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -404,7 +405,7 @@ def _groups_in_order(groups: list[GroupInfo]) -> list[tuple[GroupInfo, list[str]
             after[g.id], last, batch_base = list(last), [g.id], None
         by_order.update((g.id, p) for p in after[g.id])
     while cycle := find_cycle(after):
-        edges = list(zip(cycle, cycle[1:], strict=False))
+        edges = list(itertools.pairwise(cycle))
         waiter, waited = next((e for e in edges if e in by_order), edges[-1])
         after[waiter].remove(waited)
     return [(g, after[g.id]) for g in groups]

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 STATE_DIR = ".runner"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Parse results are cached across runs; bump when a parser's output changes shape or meaning.
 PARSE_CACHE_VERSION = 2
 # How much older than the cache entry a file's mtime must be for its stat to be trusted.
@@ -50,6 +50,7 @@ CREATE INDEX IF NOT EXISTS runs_job ON runs (job_id, id);
 CREATE TABLE IF NOT EXISTS feedback (job_id TEXT PRIMARY KEY, text TEXT, source TEXT, round INTEGER);
 CREATE TABLE IF NOT EXISTS reviews (job_id TEXT PRIMARY KEY, rounds INTEGER);
 CREATE TABLE IF NOT EXISTS approvals (job_id TEXT PRIMARY KEY, tasks TEXT, paths TEXT, message TEXT);
+CREATE TABLE IF NOT EXISTS marks (path TEXT, task_id TEXT, checked INTEGER, at REAL);
 """
 
 
@@ -317,6 +318,21 @@ class State:
     def clear_pending_approval(self, job_id: str) -> None:
         with self.transaction() as c:
             c.execute("DELETE FROM approvals WHERE job_id = ?", (job_id,))
+
+    # --- boxes people set with `runner check` / `uncheck` ---------------------------------------------
+
+    def record_mark(self, path: str, task_id: str, checked: bool) -> None:
+        with self.transaction() as c:
+            c.execute("DELETE FROM marks WHERE at < ?", (time.time() - 86400,))
+            c.execute("INSERT INTO marks VALUES (?, ?, ?, ?)", (path, task_id, int(checked), time.time()))
+
+    def marks_since(self, path: str, since: float) -> dict[str, bool]:
+        """Boxes a person set in this tasks.md since then (the latest mark per task)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT task_id, checked FROM marks WHERE path = ? AND at >= ? ORDER BY at", (path, since)
+            ).fetchall()
+        return {task_id: bool(checked) for task_id, checked in rows}
 
     def forget(self, job_ids: list[str]) -> None:
         with self.transaction() as c:

@@ -138,26 +138,39 @@ def _other_lines(doc: _Doc) -> list[str]:
     return [line.strip() for li, line in enumerate(doc.lines) if doc.owner[li] < 0 and line.strip()]
 
 
-def reconcile(before: str, after: str, *, allowed_ticks: set[str]) -> tuple[str, TasksDiff]:
+def reconcile(
+    before: str, after: str, *, allowed_ticks: set[str], only: set[str] | None = None
+) -> tuple[str, TasksDiff]:
     """`after` with removed tasks put back, reworded tasks restored, disallowed ticks reverted.
 
     Everything else `after` changed is kept: added tasks and text outside the tasks may be a
-    person's. Restored lines keep `before`'s bytes; the result uses `before`'s line endings and BOM.
+    person's. With `only`, just those tasks are repaired and every other task stays as `after`
+    has it (a person may have ticked, reworded or removed it meanwhile). Restored lines keep
+    `before`'s bytes; the result uses `before`'s line endings and BOM.
     """
     a, b = _document(before), _document(after)
     diff, pairs = _compare(a, b)
-    if diff.only_ticks and not diff.unticked and set(diff.ticked) <= allowed_ticks:
+    changed = {
+        *diff.unticked, *diff.removed, *diff.reworded, *diff.moved, *diff.restated,
+        *(t for t in diff.ticked if t not in allowed_ticks),
+    }  # fmt: skip
+    if only is not None:
+        changed &= only
+    if not changed:
         return after, diff
     existing = set(pairs)  # tasks of `after` that were already in `before`
     a_lines = _split_keep(a.text)
     b_lines = _split_keep(b.text)
     newline = "\r\n" if a.text.count("\r\n") * 2 > a.text.count("\n") else "\n"
 
+    def mine(task_id: str) -> bool:
+        return only is None or task_id in only
+
     def keep_before(i: int) -> bool:
-        return a.owner[i] >= 0
+        return a.owner[i] >= 0 and mine(a.tasks[a.owner[i]].id)
 
     def keep_after(j: int) -> bool:
-        return b.owner[j] < 0 or b.owner[j] not in existing
+        return b.owner[j] < 0 or b.owner[j] not in existing or not mine(b.tasks[b.owner[j]].id)
 
     out: list[str] = []
     origin: list[int] = []  # the line's index in `before`, or -1 for a line of `after`

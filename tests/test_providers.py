@@ -154,3 +154,41 @@ def test_log_renders_a_transcript_readably(tmp_path: Path) -> None:
     assert "  [REDACTED]" not in lines and any("key [REDACTED]" in line for line in lines)
     assert '  → Read {"file_path": "x"}' in lines and "  ← line1 ⏎ line2" in lines
     assert lines[-1] == "  · (a line cut short when the job was killed)"
+
+
+WAITING_AGENT = """
+import os, sys, time
+sys.stdin.read()
+open("started", "w").close()
+deadline = time.time() + 20
+while not os.path.exists("go") and time.time() < deadline:
+    time.sleep(0.02)
+path = "specs/greet/tasks.md"
+text = open(path).read()                               # by now a person has ticked task 2
+open(path, "w").write(text.replace("- [ ] 1.", "- [x] 1.").replace("- [ ] 3.", "- [x] 3."))
+open("hello.txt", "w").write("hi")
+"""
+
+
+def test_a_persons_check_during_a_cli_agent_run_is_kept(project) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import cli_process
+    from tests.test_execute import wait_for
+
+    root = project(
+        COMMAND_WORKFLOW,
+        {
+            "specs/greet/tasks.md": TASKS,
+            "agent-os/agents/dev.md": "Implement:\n{{task}}",
+            "agent.py": WAITING_AGENT,
+        },
+    )
+    (root / "agent.py").write_text(WAITING_AGENT)
+    run = cli_process(root, "run", "--task", "1")
+    assert wait_for((root / "started").exists)
+    assert cli(root, "check", "specs/greet/tasks.md", "2").exit_code == 0
+    (root / "go").touch()
+    assert run.wait(timeout=30) == 0
+    # Its own task: ticked (verified). The person's tick of 2: kept. The agent's tick of 3: undone.
+    assert (root / "specs/greet/tasks.md").read_text() == TASKS.replace("- [ ] 1.", "- [x] 1.").replace(
+        "- [ ] 2.", "- [x] 2."
+    )

@@ -104,7 +104,9 @@ def run_agent_job(ctx: JobContext) -> JobResult:
         root=project.root,
         tasks_path=tasks_path if tasks is not None else None,
         guarded={project.root / s.tasks_path for s in project.specs},
-        allowed=set(task_ids) if job.group else None,
+        allowed=set(task_ids) if job.group else (set() if _task_phase(ctx) else None),
+        owner=_task_phase(ctx),
+        person_marks=lambda: ctx.state.marks_since(spec.tasks_path, ctx.started),
         verify=[ctx.fill(v) for v in phase.verify],
         env=agent_env,
         log=log,
@@ -168,6 +170,20 @@ def run_agent_job(ctx: JobContext) -> JobResult:
         ),
         ticked=list(ticker.ticked),
         details={**details, **review},
+    )
+
+
+def _task_phase(ctx: JobContext) -> str | None:
+    """The phase whose jobs own this spec's tasks (`each: task`): a spec-wide job may not tick them,
+    since only those jobs' `verify` stands behind a tick."""
+    spec = ctx.job.spec
+    return next(
+        (
+            p.name
+            for p in ctx.project.workflow.phases.values()
+            if p.each == "task" and set(spec.roots) & set(p.spec_roots)
+        ),
+        None,
     )
 
 

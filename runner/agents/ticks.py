@@ -10,6 +10,7 @@ spec's tasks.md are undone after the fact (`reconcile`), keeping any other text 
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -17,8 +18,8 @@ from typing import Any
 
 from runner.agents.tools import ToolResult
 from runner.shell import run_command
-from runner.taskguard import diff_tasks, reconcile
-from runner.tasks import Task, TaskList, load_tasks, rewrite, set_checked
+from runner.taskguard import TasksDiff, diff_tasks, reconcile
+from runner.tasks import Task, TaskList, load_tasks, parse_tasks, rewrite, set_checked
 
 VERIFY_OUTPUT_CHARS = 4000
 
@@ -55,6 +56,8 @@ class TaskTicker:
         log: Callable[[str], None] = lambda line: None,
         emit: Callable[..., None] = lambda kind, **f: None,
         on_tick: Callable[[list[str]], None] = lambda task_ids: None,
+        owner: str | None = None,
+        person_marks: Callable[[], dict[str, bool]] = dict,
         cancelled: Any = None,
         verify_timeout: float | None = 1800.0,
     ) -> None:
@@ -68,6 +71,8 @@ class TaskTicker:
         self.log = log
         self.emit = emit
         self.on_tick = on_tick
+        self.owner = owner  # the phase whose jobs tick this spec's tasks
+        self.person_marks = person_marks  # boxes people set with `runner check` during this job
         self.cancelled = cancelled
         self.verify_timeout = verify_timeout
         self.ticked: list[str] = []
@@ -92,6 +97,12 @@ class TaskTicker:
             ids = ", ".join(sorted(self.allowed)) if self.allowed else "see `runner tasks`"
             return ToolResult(
                 f"There is no task {task_id!r} in {self.rel} (your tasks: {ids}).", is_error=True
+            )
+        if self.allowed == set():
+            return ToolResult(
+                f"Tasks of this spec are completed by the `{self.owner}` phase, whose checks must pass "
+                "before a box is ticked; this job does not tick tasks.",
+                is_error=True,
             )
         if self.allowed is not None and task.id not in self.allowed:
             mine = ", ".join(t for t in sorted(self.allowed))
@@ -205,6 +216,35 @@ class TaskTicker:
             is_error=True,
         )
 
+    def repair(self, before: str, *, verified: set[str]) -> TasksDiff | None:
+        """Undo what an agent did to the task list since `before`; None if there was nothing to undo.
+
+        Kept: the `verified` ticks of its own tasks, the boxes people set with `runner check`
+        meanwhile, unticks of other tasks (an untick loses nothing), and text outside the tasks.
+        Undone: removed tasks, reworded tasks (the replaced wording goes to the job log), and
+        every other tick. An agent cannot be told apart from a person editing the file by hand
+        at the same moment; `runner check` can.
+        """
+        assert self.tasks_path is not None
+        now = self.tasks_path.read_text(encoding="utf-8-sig")
+        if now == before:
+            return None
+        diff = diff_tasks(before, now)
+        marks = self.person_marks()
+        keep = verified | {t for t, checked in marks.items() if checked}
+        kept_unticks = {t for t in diff.unticked if (self.allowed is None or t not in self.allowed)}
+        kept_unticks |= {t for t, checked in marks.items() if not checked}
+        only = {t.id for t in parse_tasks(before).tasks} - kept_unticks
+        fixed = reconcile(before, now, allowed_ticks=keep, only=only)[0]
+        if fixed == now:
+            return None
+        reworded = parse_tasks(now)
+        for task_id in diff.reworded:
+            with contextlib.suppress(KeyError):
+                self.log(f"task {task_id} had been reworded to: {reworded.get(task_id).title}")
+        _restore_tasks(self.tasks_path, before, keep=keep, only=only)
+        return diff
+
     def before_shell(self) -> None:
         if self.tasks_path is not None and self.tasks_path.exists():
             self._snapshot = self.tasks_path.read_text(encoding="utf-8-sig")
@@ -213,13 +253,9 @@ class TaskTicker:
         if self._snapshot is None or self.tasks_path is None or not self.tasks_path.exists():
             return None
         before, self._snapshot = self._snapshot, None
-        now = self.tasks_path.read_text(encoding="utf-8-sig")
-        if now == before:
+        diff = self.repair(before, verified=set())
+        if diff is None:
             return None
-        fixed, diff = reconcile(before, now, allowed_ticks=set())
-        if fixed == now:
-            return None
-        restore_tasks(self.tasks_path, before, keep=set())
         self.log(f"undid a shell command's changes to {self.rel}: {diff.describe()}")
         return (
             f"Note: that command changed {self.rel} ({diff.describe()}). tasks.md is guarded, so the runner "
@@ -227,16 +263,17 @@ class TaskTicker:
         )
 
 
-def restore_tasks(path: Path, before: str, *, keep: set[str]) -> None:
-    """Undo what was done to the task list since `before`, except the ticks in `keep`.
+def _restore_tasks(path: Path, before: str, *, keep: set[str], only: set[str] | None) -> None:
+    """Undo what was done to the tasks in `only` (None: all) since `before`, except the ticks in `keep`.
 
-    Removed and reworded tasks come back and other ticks are reverted; text outside the tasks
-    stays as it is now, since a person may have written it meanwhile.
+    Removed and reworded tasks come back and other ticks are reverted. Other tasks, and text
+    outside the tasks, stay as they are now: a person may have changed them meanwhile.
     """
 
     def repair(data: bytes) -> bytes:
         bom = b"\xef\xbb\xbf" if data.startswith(b"\xef\xbb\xbf") else b""
-        return bom + reconcile(before, data.decode("utf-8-sig"), allowed_ticks=keep)[0].encode("utf-8")
+        fixed = reconcile(before, data.decode("utf-8-sig"), allowed_ticks=keep, only=only)[0]
+        return bom + fixed.encode("utf-8")
 
     rewrite(path, repair)
 

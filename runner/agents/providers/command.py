@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from runner.agents.loop import Outcome, Report, TurnUsage, report_from_text
-from runner.agents.ticks import TaskTicker, restore_tasks
+from runner.agents.ticks import TaskTicker
 from runner.execute import JobContext
 from runner.shell import run_command
 from runner.taskguard import diff_tasks
@@ -64,7 +64,7 @@ def run_cli_agent(ctx: JobContext, prompt: str, ticker: TaskTicker, log: Any) ->
 
 
 def _reconcile_tasks(ticker: TaskTicker, before: str, log: Any) -> None:
-    """Keep the agent's verified ticks of its own tasks; undo every other change it made to tasks.md."""
+    """Keep the agent's verified ticks of its own tasks; undo the rest of what it did to tasks.md."""
     assert ticker.tasks_path is not None
     after = ticker.tasks_path.read_text(encoding="utf-8-sig")
     if after == before:
@@ -75,9 +75,7 @@ def _reconcile_tasks(ticker: TaskTicker, before: str, log: Any) -> None:
     keep = claimed if verified else set()
     if claimed and not verified:
         log(f"verify failed, so the agent's ticks of {', '.join(sorted(claimed))} are undone:\n{output}")
-
-    restore_tasks(ticker.tasks_path, before, keep=keep)
-    if keep != set(diff.ticked) or not diff.only_ticks:
+    if ticker.repair(before, verified=keep) is not None:
         log(f"the agent changed tasks.md ({diff.describe()}); kept only verified ticks of its own tasks")
     for task_id in sorted(keep):
         ticker.ticked.append(task_id)

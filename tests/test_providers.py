@@ -192,3 +192,27 @@ def test_a_persons_check_during_a_cli_agent_run_is_kept(project) -> None:  # typ
     assert (root / "specs/greet/tasks.md").read_text() == TASKS.replace("- [ ] 1.", "- [x] 1.").replace(
         "- [ ] 2.", "- [x] 2."
     )
+
+
+def test_parallel_task_jobs_keep_each_others_ticks(project) -> None:  # type: ignore[no-untyped-def]
+    # Each job runs a shell command while its siblings tick their own boxes in the same file.
+    script = """
+- tool_use: [{name: Bash, input: {command: "sleep 0.4"}}]
+- tool_use: [{name: CompleteTask, input: {task_id: "{task}", evidence: "done"}}]
+- tool_use: [{name: Bash, input: {command: "sleep 0.4"}}]
+- tool_use: [{name: Finish, input: {status: done, summary: ok}}]
+"""
+    ids = [f"T00{i}" for i in range(1, 6)]
+    files = {
+        "specs/p/tasks.md": "".join(f"- [ ] {t} [P] Part {t}\n" for t in ids),
+        "agent-os/agents/dev.md": "x",
+    }
+    files |= {f"scripts/p-{t}.yaml": script.replace("{task}", t) for t in ids}
+    root = project(REPLAY_WORKFLOW.replace('verify: ["test -f hello.txt"]', "verify: []"), files)
+    result = cli(root, "run", "-j", "5")
+    assert result.exit_code == 0, result.stdout
+    assert (root / "specs/p/tasks.md").read_text() == "".join(f"- [x] {t} [P] Part {t}\n" for t in ids)
+    for t in ids:
+        run = json.loads((root / f"artifacts/p-implement/{t}/run.json").read_text())
+        assert run["ticked"] == [t], (t, run["ticked"])
+        assert "undid" not in (root / f"artifacts/p-implement/{t}/log").read_text()

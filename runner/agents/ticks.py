@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-from collections.abc import Callable, Mapping
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +80,7 @@ class TaskTicker:
         self.ticked: list[str] = []
         self.evidence: dict[str, str] = {}
         self._verified: tuple[int, bool, str] | None = None
-        self._snapshot: str | None = None
+        self._snapshot: tuple[str, float] | None = None  # tasks.md before a shell command, and when
 
     @property
     def rel(self) -> str:
@@ -147,12 +149,28 @@ class TaskTicker:
         ]
 
     def _tick(self, targets: list[Task]) -> list[str]:
-        """Tick the targets; parents whose required sub-tasks are now all done are ticked too."""
+        """Tick the targets; parents whose required sub-tasks are now all done are ticked too.
+
+        Only the targets and their parents count as this job's ticks: with -j, other jobs tick
+        their own tasks in the same file at the same time.
+        """
         assert self.tasks_path is not None
-        before = {t.id for t in load_tasks(self.tasks_path).tasks if t.checked}
+        tasks = load_tasks(self.tasks_path)
+        mine = {t.id for t in targets}
         for t in targets:
-            set_checked(self.tasks_path, t.id, True, tick_parents=True)
-        done = [t.id for t in load_tasks(self.tasks_path).tasks if t.checked and t.id not in before]
+            parent = t.parent
+            while parent is not None:
+                mine.add(parent)
+                parent = tasks.get(parent).parent
+        before = {t.id for t in tasks.tasks if t.checked}
+        with _RUNNER_TICKS.ticking(self.tasks_path, sorted(mine)):
+            for t in targets:
+                set_checked(self.tasks_path, t.id, True, tick_parents=True)
+        done = [
+            t.id
+            for t in load_tasks(self.tasks_path).tasks
+            if t.checked and t.id in mine and t.id not in before
+        ]
         for task_id in done:
             self.ticked.append(task_id)
             self.emit("tick", task=task_id, path=self.rel)
@@ -216,44 +234,57 @@ class TaskTicker:
             is_error=True,
         )
 
-    def repair(self, before: str, *, verified: set[str]) -> TasksDiff | None:
-        """Undo what an agent did to the task list since `before`; None if there was nothing to undo.
+    def repair(self, before: str, since: float, *, verified: set[str]) -> TasksDiff | None:
+        """Undo what an agent did to the task list since `before` (read at `since`); the changes
+        undone, or None.
 
-        Kept: the `verified` ticks of its own tasks, the boxes people set with `runner check`
-        meanwhile, unticks of other tasks (an untick loses nothing), and text outside the tasks.
-        Undone: removed tasks, reworded tasks (the replaced wording goes to the job log), and
-        every other tick. An agent cannot be told apart from a person editing the file by hand
-        at the same moment; `runner check` can.
+        Kept: the `verified` ticks of its own tasks, ticks runner made for other jobs, boxes people
+        set with `runner check` meanwhile, unticks of other tasks (an untick loses nothing), and
+        text outside the tasks. Undone: removed tasks, reworded tasks (the replaced wording goes to
+        the job log), and every other tick. What to keep is decided on the file as it is when the
+        repair lands, so a tick made a moment earlier by a parallel job survives. An agent cannot
+        be told apart from a person editing the file by hand at the same moment; `runner check` can.
         """
         assert self.tasks_path is not None
-        now = self.tasks_path.read_text(encoding="utf-8-sig")
-        if now == before:
+        path = self.tasks_path
+        undone: list[tuple[TasksDiff, str]] = []
+
+        def undo(data: bytes) -> bytes:
+            now = data.decode("utf-8-sig")
+            diff = diff_tasks(before, now)
+            marks = self.person_marks()
+            keep = (
+                verified | {t for t, checked in marks.items() if checked} | _RUNNER_TICKS.since(path, since)
+            )
+            kept_unticks = {t for t in diff.unticked if self.allowed is None or t not in self.allowed}
+            kept_unticks |= {t for t, checked in marks.items() if not checked}
+            only = {t.id for t in parse_tasks(before).tasks} - kept_unticks
+            fixed = reconcile(before, now, allowed_ticks=keep, only=only)[0]
+            if fixed == now:
+                return data
+            undone.append((diff, now))
+            bom = b"\xef\xbb\xbf" if data.startswith(b"\xef\xbb\xbf") else b""
+            return bom + fixed.encode("utf-8")
+
+        if not rewrite(path, undo) or not undone:
             return None
-        diff = diff_tasks(before, now)
-        marks = self.person_marks()
-        keep = verified | {t for t, checked in marks.items() if checked}
-        kept_unticks = {t for t in diff.unticked if (self.allowed is None or t not in self.allowed)}
-        kept_unticks |= {t for t, checked in marks.items() if not checked}
-        only = {t.id for t in parse_tasks(before).tasks} - kept_unticks
-        fixed = reconcile(before, now, allowed_ticks=keep, only=only)[0]
-        if fixed == now:
-            return None
+        diff, now = undone[-1]
         reworded = parse_tasks(now)
         for task_id in diff.reworded:
             with contextlib.suppress(KeyError):
                 self.log(f"task {task_id} had been reworded to: {reworded.get(task_id).title}")
-        _restore_tasks(self.tasks_path, before, keep=keep, only=only)
         return diff
 
     def before_shell(self) -> None:
         if self.tasks_path is not None and self.tasks_path.exists():
-            self._snapshot = self.tasks_path.read_text(encoding="utf-8-sig")
+            since = time.time()  # before the read: a tick landing in between must count as "since"
+            self._snapshot = (self.tasks_path.read_text(encoding="utf-8-sig"), since)
 
     def after_shell(self) -> str | None:
         if self._snapshot is None or self.tasks_path is None or not self.tasks_path.exists():
             return None
-        before, self._snapshot = self._snapshot, None
-        diff = self.repair(before, verified=set())
+        (before, since), self._snapshot = self._snapshot, None
+        diff = self.repair(before, since, verified=set())
         if diff is None:
             return None
         self.log(f"undid a shell command's changes to {self.rel}: {diff.describe()}")
@@ -263,19 +294,37 @@ class TaskTicker:
         )
 
 
-def _restore_tasks(path: Path, before: str, *, keep: set[str], only: set[str] | None) -> None:
-    """Undo what was done to the tasks in `only` (None: all) since `before`, except the ticks in `keep`.
+class _TickRecord:
+    """The ticks runner made in this process, per tasks.md: a repair after a shell command or a CLI
+    agent must not take another job's verified tick (made meanwhile, with -j) for an unverified one.
 
-    Removed and reworded tasks come back and other ticks are reverted. Other tasks, and text
-    outside the tasks, stay as they are now: a person may have changed them meanwhile.
+    A tick is noted before it is written and dated when the write is done, so a repair that lands
+    in between keeps it too.
     """
 
-    def repair(data: bytes) -> bytes:
-        bom = b"\xef\xbb\xbf" if data.startswith(b"\xef\xbb\xbf") else b""
-        fixed = reconcile(before, data.decode("utf-8-sig"), allowed_ticks=keep, only=only)[0]
-        return bom + fixed.encode("utf-8")
+    def __init__(self) -> None:
+        self._ticks: dict[Path, list[list]] = {}  # [done at (None while writing), task id]
+        self._lock = threading.Lock()
 
-    rewrite(path, repair)
+    @contextlib.contextmanager
+    def ticking(self, path: Path, task_ids: list[str]) -> Iterator[None]:
+        entries = [[None, t] for t in task_ids]
+        with self._lock:
+            self._ticks.setdefault(path.resolve(), []).extend(entries)
+        try:
+            yield
+        finally:
+            now = time.time()
+            with self._lock:
+                for entry in entries:
+                    entry[0] = now
+
+    def since(self, path: Path, t: float) -> set[str]:
+        with self._lock:
+            return {task_id for at, task_id in self._ticks.get(path.resolve(), []) if at is None or at >= t}
+
+
+_RUNNER_TICKS = _TickRecord()
 
 
 def _with_descendants(tasks: TaskList, task: Task) -> list[Task]:

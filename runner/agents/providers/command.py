@@ -11,6 +11,7 @@ last lines of its output, else from its exit code.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from runner.agents.loop import Outcome, Report, TurnUsage, report_from_text
@@ -34,6 +35,7 @@ def run_cli_agent(ctx: JobContext, prompt: str, ticker: TaskTicker, log: Any) ->
     report_path = ctx.dir / REPORT_NAME
     report_path.unlink(missing_ok=True)
     tasks_path = ticker.tasks_path
+    started = time.time()  # before the read: see TaskTicker.repair
     before = tasks_path.read_text(encoding="utf-8-sig") if tasks_path and tasks_path.exists() else None
     timeout = phase.timeout or phase.budget.max_seconds
     log(f"$ {command}")
@@ -49,7 +51,7 @@ def run_cli_agent(ctx: JobContext, prompt: str, ticker: TaskTicker, log: Any) ->
         )
     log(f"{command.split()[0]}: {result.describe(timeout)} after {result.seconds:.1f} s")
     if before is not None:
-        _reconcile_tasks(ticker, before, log)
+        _reconcile_tasks(ticker, before, started, log)
     text = (ctx.dir / "output.log").read_text(encoding="utf-8", errors="replace")
     status, report = _report(report_path, text[-20_000:])
     if result.cancelled:
@@ -63,7 +65,7 @@ def run_cli_agent(ctx: JobContext, prompt: str, ticker: TaskTicker, log: Any) ->
     return Outcome(status, reason, report, TurnUsage(), 0, 0.0)
 
 
-def _reconcile_tasks(ticker: TaskTicker, before: str, log: Any) -> None:
+def _reconcile_tasks(ticker: TaskTicker, before: str, started: float, log: Any) -> None:
     """Keep the agent's verified ticks of its own tasks; undo the rest of what it did to tasks.md."""
     assert ticker.tasks_path is not None
     after = ticker.tasks_path.read_text(encoding="utf-8-sig")
@@ -75,7 +77,7 @@ def _reconcile_tasks(ticker: TaskTicker, before: str, log: Any) -> None:
     keep = claimed if verified else set()
     if claimed and not verified:
         log(f"verify failed, so the agent's ticks of {', '.join(sorted(claimed))} are undone:\n{output}")
-    if ticker.repair(before, verified=keep) is not None:
+    if ticker.repair(before, started, verified=keep) is not None:
         log(f"the agent changed tasks.md ({diff.describe()}); kept only verified ticks of its own tasks")
     for task_id in sorted(keep):
         ticker.ticked.append(task_id)

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from runner.errors import UserError
 from runner.fingerprint import MISSING, Fingerprints
 from runner.globs import compile_glob, literal_prefix
+from runner.graph import find_cycle, topological_order
 from runner.state import JobRecord, pid_alive
 
 if TYPE_CHECKING:
@@ -451,49 +452,9 @@ def _implicit_dependencies(jobs: dict[str, Job]) -> None:
         )
 
 
-def find_cycle(edges: dict[str, list[str]]) -> list[str] | None:
-    """A cycle in a graph given as node -> the nodes it waits for (as a path a -> b -> a), or None."""
-    state: dict[str, int] = {}  # 1: on the current path, 2: done
-    for start in edges:
-        if state.get(start):
-            continue
-        path, stack = [start], [iter(edges.get(start, ()))]
-        state[start] = 1
-        while stack:
-            nxt = next(stack[-1], None)
-            if nxt is None:
-                state[path.pop()] = 2
-                stack.pop()
-            elif nxt not in edges or state.get(nxt) == 2:
-                continue
-            elif state.get(nxt) == 1:
-                return [*path[path.index(nxt) :], nxt]
-            else:
-                state[nxt] = 1
-                path.append(nxt)
-                stack.append(iter(edges.get(nxt, ())))
-    return None
-
-
 def dependency_order(jobs: dict[str, Job]) -> list[str]:
     """Job ids with every upstream (and order-only predecessor) before its dependants."""
-    order: list[str] = []
-    seen: set[str] = set()
-    for start in jobs:
-        if start in seen:
-            continue
-        seen.add(start)
-        stack = [(start, iter((*jobs[start].upstream, *jobs[start].after)))]
-        while stack:
-            job_id, deps = stack[-1]
-            dep = next(deps, None)
-            if dep is None:
-                order.append(job_id)
-                stack.pop()
-            elif dep in jobs and dep not in seen:
-                seen.add(dep)
-                stack.append((dep, iter((*jobs[dep].upstream, *jobs[dep].after))))
-    return order
+    return topological_order({j: (*job.upstream, *job.after) for j, job in jobs.items()})
 
 
 def summarise_groups(task_list: Any) -> list[dict[str, Any]]:

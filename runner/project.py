@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from runner.errors import UserError
 from runner.specs import Spec, discover_specs
 from runner.state import State
-from runner.workflow import Phase, Workflow, load_workflow, phase_error
+from runner.workflow import Phase, Workflow, did_you_mean, load_workflow, phase_error
 
 if TYPE_CHECKING:
     from runner.agents.definitions import AgentDefinition
@@ -61,13 +61,16 @@ class Project:
             from runner.agents.definitions import agent_path, known_agents, load_agent
 
             path = agent_path(self.root, ref)
+            if path is None and ("/" in ref or ref.endswith((".md", ".txt"))):
+                raise phase_error(phase, "agent", f"phase '{phase.name}' uses agent file {ref}: no such file")
             if path is None:
-                known = ", ".join(known_agents(self.root)) or "none"
+                known = known_agents(self.root)
                 raise phase_error(
                     phase,
                     "agent",
-                    f"phase '{phase.name}' uses agent '{ref}', which is not in agent-os/agents/, .claude/agents/ "
-                    f"or runner's built-in agents (known: {known}); create agent-os/agents/{ref}.md",
+                    f"phase '{phase.name}' uses agent '{ref}'{did_you_mean(ref, known)}, which is not in "
+                    "agent-os/agents/, .claude/agents/, .claude/commands/ or runner's built-in agents "
+                    f"(known: {', '.join(known) or 'none'}); create agent-os/agents/{ref}.md",
                 )
             agent = load_agent(path, self.state.cached)
             self._agents[ref] = agent

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -106,16 +107,14 @@ def reviewed_jobs(project: Project, spec: Spec, phase_name: str) -> dict[str, se
     }
 
 
-def settle_review(ctx: JobContext, report_text: str) -> tuple[str, str | None, dict[str, Any]]:
+def settle_review(
+    ctx: JobContext, report_text: str, wrote: Callable[[str], bool]
+) -> tuple[str, str | None, dict[str, Any]]:
     """Status, reason and run.json details of a finished review job; records feedback for CHANGES_REQUESTED."""
     job, project, state, phase = ctx.job, ctx.project, ctx.state, ctx.job.phase
     assert phase.reviews is not None
     # Only what this job wrote counts: a review.md left from an earlier round is not this verdict.
-    files = [
-        project.root / o
-        for o in job.outputs
-        if (project.root / o).is_file() and (project.root / o).stat().st_mtime >= ctx.started - 1
-    ]
+    files = [project.root / o for o in job.outputs if (project.root / o).is_file() and wrote(o)]
     review_file = next((f for f in files if f.suffix == ".md"), None)
     review = parse_review(
         review_file.read_text(encoding="utf-8", errors="replace") if review_file else report_text

@@ -176,7 +176,29 @@ def validate_document(path: Path, text: str) -> dict:
             line=mark.line + 1 if mark else None,
             column=mark.column + 1 if mark else None,
         ) from None
+    _reject_duplicate_keys(path, yaml.compose(text, Loader=loader))
     return _Validator(path, text).document(data)
+
+
+def _reject_duplicate_keys(path: Path, node: Any) -> None:
+    """YAML lets a later key silently replace an earlier one; in a workflow that hides a mistake."""
+    import yaml
+
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key, value in node.value:
+            name = str(key.value)
+            if name in seen:
+                raise UserError(
+                    f"'{name}' is given twice (first at line {seen[name]}); keep one",
+                    path=_display(path),
+                    line=key.start_mark.line + 1,
+                )
+            seen[name] = key.start_mark.line + 1
+            _reject_duplicate_keys(path, value)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _reject_duplicate_keys(path, item)
 
 
 class _Validator:
@@ -213,12 +235,7 @@ class _Validator:
     def keys(self, data: dict, allowed: set[str], keypath: tuple, what: str) -> None:
         for key in data:
             if key not in allowed:
-                import difflib
-
-                close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
-                hint = (
-                    f" (did you mean '{close[0]}'?)" if close else f" (allowed: {', '.join(sorted(allowed))})"
-                )
+                hint = did_you_mean(str(key), sorted(allowed)) or f" (allowed: {', '.join(sorted(allowed))})"
                 raise self.fail((*keypath, key), f"unknown key '{key}' in {what}{hint}")
 
     def phase(self, name: str, spec: Any) -> dict:
@@ -423,32 +440,40 @@ def _phase(name: str, path: Path, raw: dict, p: dict) -> Phase:
 
 
 def _dependency_order(phases: dict[str, Phase]) -> list[str]:
+    from runner.graph import find_cycle, topological_order
+
+    producer: dict[str, Phase] = {}
     for phase in phases.values():
         for need in phase.needs:
             if need not in phases:
-                raise phase_error(phase, "needs", f"phase '{phase.name}' needs unknown phase '{need}'")
+                hint = did_you_mean(need, phases)
+                raise phase_error(phase, "needs", f"phase '{phase.name}' needs unknown phase '{need}'{hint}")
         if phase.reviews and phase.reviews not in phases:
+            hint = did_you_mean(phase.reviews, phases)
             raise phase_error(
-                phase, "reviews", f"phase '{phase.name}' reviews unknown phase '{phase.reviews}'"
+                phase, "reviews", f"phase '{phase.name}' reviews unknown phase '{phase.reviews}'{hint}"
             )
-    order: list[str] = []
-    state: dict[str, int] = {}  # 1 = visiting, 2 = done
+        for out in phase.outputs:
+            other = producer.setdefault(out, phase)
+            if other is not phase:
+                raise phase_error(
+                    phase,
+                    "outputs",
+                    f"phases '{other.name}' and '{phase.name}' both write {out}; give each its own",
+                )
+    needs = {name: phase.needs for name, phase in phases.items()}
+    cycle = find_cycle(needs)
+    if cycle:
+        raise phase_error(phases[cycle[0]], "needs", "cycle in needs: " + " -> ".join(cycle))
+    return topological_order(needs)
 
-    def visit(name: str, trail: list[str]) -> None:
-        if state.get(name) == 2:
-            return
-        if state.get(name) == 1:
-            cycle = [*trail[trail.index(name) :], name]
-            raise phase_error(phases[name], "needs", "cycle in needs: " + " -> ".join(cycle))
-        state[name] = 1
-        for need in phases[name].needs:
-            visit(need, [*trail, name])
-        state[name] = 2
-        order.append(name)
 
-    for name in phases:
-        visit(name, [])
-    return order
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """ " (did you mean 'x'?)" for a near miss, else ""."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def phase_error(phase: Phase, key: str, message: str) -> UserError:

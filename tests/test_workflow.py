@@ -81,6 +81,13 @@ def test_phases_come_in_dependency_order_and_inherit_file_defaults(tmp_path: Pat
         ("phases:\n  a:\n    run: x\n    budget: {max_turns: -1}\n", 4, ["must be a number > 0"]),
         ("phases:\n  a:\n    run: x\n    inputs: [o]\n    outputs: [o]\n", 5, ["both input and output"]),
         ("specs: x\nphase:\n  a: {}\n", 2, ["unknown key 'phase'"]),
+        ("phases:\n  a:\n    run: x\n  a:\n    run: y\n", 4, ["'a' is given twice (first at line 2)"]),
+        (
+            "phases:\n  a:\n    run: x\n    outputs: [o]\n  b:\n    run: y\n    outputs: [o]\n",
+            7,
+            ["phases 'a' and 'b' both write o"],
+        ),
+        ("phases:\n  a:\n    run: x\n    needs: [aa]\n  bb:\n    run: y\n", 4, ["did you mean 'a'"]),
     ],
 )
 def test_invalid_workflow_is_one_line_naming_file_line_and_key(
@@ -111,6 +118,21 @@ def test_unknown_agent_is_reported_at_its_line_with_exit_2_and_nothing_written(t
     )
     assert result.stderr.count("\n") == 1
     assert not (tmp_path / "artifacts").exists()
+
+
+def test_an_agent_given_by_path_that_does_not_exist(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        {
+            "workflows/w.yaml": "specs: [specs/*]\nphases:\n  r:\n    agent: prompts/review.txt\n",
+            "specs/a/spec.md": "x",
+        },
+    )
+    result = cli(tmp_path, "status")
+    assert (
+        result.exit_code == 2
+        and "w.yaml:4: phase 'r' uses agent file prompts/review.txt: no such file" in result.stderr
+    )
 
 
 def test_duplicate_phase_across_files_is_an_error(tmp_path: Path) -> None:

@@ -7,7 +7,10 @@ write the outputs it must write is `partial` too.
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,7 +28,6 @@ from runner.execute import JobContext, JobResult
 from runner.fsutil import append_line
 from runner.git import Git, GitError, JobCommits, branch_name
 from runner.implementation import Entry
-from runner.plan import output_exists
 from runner.secrets import redact, scrubbed_env, secret_values
 from runner.state import Usage
 from runner.tasks import TaskList, load_tasks
@@ -122,7 +124,8 @@ def run_agent_job(ctx: JobContext) -> JobResult:
         outcome = run_cli_agent(ctx, f"{rendered.text}\n\n---\n\n{message}", ticker, log)
         changed: set[str] = set()
     else:
-        tools = Tools(Sandbox(project.root), names=agent.tools, guard=ticker, env=agent_env)
+        own = [o for o in job.outputs if not glob.has_magic(o)]
+        tools = Tools(Sandbox(project.root), names=agent.tools, guard=ticker, env=agent_env, outputs=own)
         if tools.unknown:
             log(f"tools this runner does not have, skipped: {', '.join(tools.unknown)}")
         workspace = Workspace(tools)
@@ -141,12 +144,16 @@ def run_agent_job(ctx: JobContext) -> JobResult:
         outcome = loop.run(rendered.text, message)
         changed = set(tools.changed_files)
     outcome = _redacted(outcome, log.secrets)
-    status, reason = _settle(ctx, outcome, ticker, log)
+
+    def wrote(output: str) -> bool:
+        return _written(ctx, output, changed)
+
+    status, reason = _settle(ctx, outcome, ticker, log, wrote)
     review: dict[str, Any] = {}
     if phase.reviews and status == "done":
         from runner.review import settle_review
 
-        status, reason, review = settle_review(ctx, outcome.final_text)
+        status, reason, review = settle_review(ctx, outcome.final_text, wrote)
     if commits is not None and status == "done":
         held = commits.finish("Addresses review feedback." if ctx.feedback else "")
         if held is not None:
@@ -260,7 +267,23 @@ def _limits(budget: Limits, agent_max_turns: int | None) -> Limits:
     )
 
 
-def _settle(ctx: JobContext, outcome: Outcome, ticker: TaskTicker, log: JobLog) -> tuple[str, str | None]:
+def _written(ctx: JobContext, output: str, changed: set[str]) -> bool:
+    """Whether this job wrote an output: with the file tools, or (a shell command, a CLI agent)
+    since it started. A copy left from an earlier run does not count."""
+    root = ctx.project.root
+    names = glob.glob(output, root_dir=root, recursive=True) if glob.has_magic(output) else [output]
+    for name in names:
+        if name in changed:
+            return True
+        with contextlib.suppress(OSError):
+            if (root / name).stat().st_mtime >= ctx.started:
+                return True
+    return False
+
+
+def _settle(
+    ctx: JobContext, outcome: Outcome, ticker: TaskTicker, log: JobLog, wrote: Callable[[str], bool]
+) -> tuple[str, str | None]:
     """The job's real status: a reported `done` must be backed by ticked tasks and written outputs."""
     status, reason = outcome.status, outcome.reason
     if status != "done":
@@ -273,11 +296,7 @@ def _settle(ctx: JobContext, outcome: Outcome, ticker: TaskTicker, log: JobLog) 
             log(f"reported done, but verify failed; not ticked: {', '.join(still_open)}\n{output}")
             return "partial", f"verify failed, so {', '.join(still_open)} stay unticked"
         ticker.complete_rest()
-    missing = [
-        o
-        for o in ctx.job.outputs
-        if o.rsplit("/", 1)[-1] not in _NOT_THE_AGENTS and not output_exists(ctx.project.root, o)
-    ]
+    missing = [o for o in ctx.job.outputs if o.rsplit("/", 1)[-1] not in _NOT_THE_AGENTS and not wrote(o)]
     if missing:
         return "partial", f"reported done but did not write {', '.join(missing)}"
     return "done", None

@@ -507,6 +507,7 @@ class Tools:
         *,
         names: Sequence[str] | None = None,
         guard: TasksGuard | None = None,
+        outputs: Sequence[str] = (),
         bash_timeout: float = 120.0,
         max_output_chars: int = 30000,
         env: Mapping[str, str] | None = None,
@@ -515,6 +516,8 @@ class Tools:
         to scrub for Bash (default os.environ): it always goes through `scrubbed_env`."""
         self.sandbox = sandbox
         self.guard = guard
+        # The job's own outputs: overwriting the previous run's copy is the point, so no Read first.
+        self._outputs = {os.path.realpath(sandbox.root / o) for o in outputs}
         self.bash_timeout = float(bash_timeout)
         self.max_output_chars = max(1000, int(max_output_chars))
         self.unknown: list[str] = []
@@ -1062,7 +1065,7 @@ class Tools:
 
     def _stale(self, path: Path, rel: str, *, writing: bool) -> str | None:
         """Why this existing file may not be changed yet, or None."""
-        if not self._require_read:
+        if not self._require_read or str(path) in self._outputs:
             return None
         seen = self._seen.get(str(path))
         if seen is None:

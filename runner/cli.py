@@ -107,10 +107,12 @@ def run(
         if dry_run:
             plan, verdicts = _evaluate(project, state, specs)
             ids = plan.select(verdicts, phases=phases, task=task, force=force)
+            _note_ticked(reporter, plan, phases, task, force)
             reporter(
                 "plan",
                 jobs=[{"job": j, "reasons": list(verdicts[j].reasons) or ["--force"]} for j in ids],
                 dry_run=True,
+                waiting=_waiting(plan, verdicts, phases, task, exclude=set(ids)),
             )
             return
         with ProjectLock(project.root, command_line()):
@@ -147,6 +149,8 @@ def run_once(
     while True:
         feedback = state.feedback()
         plan, verdicts = _evaluate(project, state, specs)
+        if first:
+            _note_ticked(reporter, plan, phases, task, force)
         ids = plan.select(verdicts, phases=phases, task=task, force=force and first, retry=first)
         state.save_file_rows(plan.fingerprints.take_updates())
         if not ids:
@@ -163,14 +167,44 @@ def run_once(
             break
     if results:  # what is left undone, judged after the runs
         plan, verdicts = _evaluate(project, state, specs)
-    chosen = set(plan.select(verdicts, phases=phases, task=task, force=True))
-    waiting = [
-        {"job": j, "state": v.state, "reason": "; ".join(v.reasons)}
-        for j, v in verdicts.items()
-        if j in chosen and (v.state in ("blocked", "failed", "awaiting-approval") or v.retry_only)
-    ]
+    waiting = _waiting(plan, verdicts, phases, task)
     reporter("summary", counts=dict(runs), waiting=waiting)
     return 1 if waiting or any(r.status != "done" for r in results.values()) else 0
+
+
+def _waiting(
+    plan: Plan,
+    verdicts: dict[str, Verdict],
+    phases: tuple[str, ...],
+    task: str | None,
+    exclude: set[str] = frozenset(),
+) -> list[dict[str, str]]:
+    """The selected jobs that are not done and will not run: blocked, failed, awaiting approval, or
+    stale only because their last attempt did not succeed."""
+    chosen = set(plan.select(verdicts, phases=phases, task=task, force=True))
+    return [
+        {"job": j, "state": v.state, "reason": "; ".join(v.reasons)}
+        for j, v in verdicts.items()
+        if j in chosen
+        and j not in exclude
+        and (v.state in ("blocked", "failed", "awaiting-approval") or v.retry_only)
+    ]
+
+
+def _note_ticked(reporter: Any, plan: Plan, phases: tuple[str, ...], task: str | None, force: bool) -> None:
+    """--force never reruns a ticked task group: say so rather than do nothing silently."""
+    if not force:
+        return
+    for job in plan.jobs.values():
+        if (
+            job.group
+            and job.group.done
+            and (not phases or job.phase.name in phases)
+            and task in (None, job.group.id)
+        ):
+            reporter(
+                "note", message=f"{job.id}: its tasks are ticked, so it is done; untick one to run it again"
+            )
 
 
 def _reporter(as_json: bool) -> Any:

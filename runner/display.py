@@ -162,13 +162,17 @@ class Console:
 
     def _on_plan(self, f: dict[str, Any]) -> None:
         jobs = f.get("jobs", [])
-        if jobs:
-            self.width = min(max(len(j["job"]) for j in jobs), 40)
+        waiting = f.get("waiting") or []
+        names = [j["job"] for j in jobs] + [w["job"] for w in waiting]
+        if names:
+            self.width = min(max(len(n) for n in names), 40)
         if f.get("dry_run"):
-            if not jobs:
+            if not jobs and not waiting:
                 self._print("nothing to do: every job is up to date")
             for j in jobs:
                 self._print(f"{j['job']:<{self.width}}  would run: {'; '.join(j['reasons'])}")
+            for w in waiting:
+                self._print(f"{w['job']:<{self.width}}  {w['state']}: {w['reason']}")
             return
         self.totals = Totals()
         self._watching = None
@@ -194,7 +198,8 @@ class Console:
             self._print(f"  {f['job']:<{self.width}}  {f.get('name')} {f.get('summary', '')}")
 
     def _on_tick(self, f: dict[str, Any]) -> None:
-        self._print(f"  {f['job']:<{self.width}}  ticked {f.get('task')} in {f.get('path')}")
+        unverified = "" if f.get("verified", True) else " (unverified: the phase has no verify commands)"
+        self._print(f"  {f['job']:<{self.width}}  ticked {f.get('task')} in {f.get('path')}{unverified}")
 
     def _on_finish(self, f: dict[str, Any]) -> None:
         status = f["status"]
@@ -220,6 +225,8 @@ class Console:
             self._print(self.totals.line())
         else:
             self._print("nothing to run, but not everything is done:")
+        if waiting:
+            self.width = max(self.width, min(max(len(w["job"]) for w in waiting), 40))
         for w in waiting:
             self._print(f"  {w['job']:<{self.width}}  {w['state']:<17} {w['reason']}".rstrip())
 

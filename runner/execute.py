@@ -330,6 +330,8 @@ class Executor:
         def work() -> None:
             try:
                 result = job_function(job)(ctx)
+            except UserError as e:  # bad input met only now (a replay script, a feature list): say it plainly
+                result = JobResult("failed", str(e))
             except Exception as e:  # a bug or an unexpected fault must not take the other jobs down
                 import traceback
 

@@ -3,9 +3,10 @@
 A killed job keeps everything up to its last step. Every line passes through `redact` first, so
 API keys and tokens from the environment, and anything shaped like one, never reach the file.
 
-Entry types: `start` (system prompt, tools, model), `user` (a message sent: the job context or
-tool results), `assistant` (a model turn with stop reason, usage and cost), `tool` (one tool call
-with input, result and duration), `note` (retries, refusals, budget events), `finish`.
+Entry types: `job` (which job, agent, provider, model), `start` (system prompt, tools), `user` (a
+message sent: the job context, or which tool results went back), `assistant` (a model turn with
+stop reason, usage and cost), `tool` (one tool call with input, result and duration), `finish`
+(how the agent ended), `result` (the job's status once runner checked it: ticks, verify, outputs).
 """
 
 from __future__ import annotations
@@ -53,8 +54,10 @@ def render_transcript(path: Path, width: int = 100) -> Iterator[str]:
     """The transcript as a person reads it: turns, tool calls and results, shortened."""
     for e in read_transcript(path):
         kind = e.get("type")
-        if kind == "start":
-            yield f"job {e.get('job')} · {e.get('agent')} · {e.get('model')} · tools: {', '.join(e.get('tools', []))}"
+        if kind == "job":
+            yield f"job {e.get('job')} · agent {e.get('agent')} · {e.get('provider')} · {e.get('model')}"
+        elif kind == "start":
+            yield f"tools: {', '.join(e.get('tools', []))}"
         elif kind == "user":
             for block in e.get("content", []):
                 if block.get("type") == "text":
@@ -72,7 +75,9 @@ def render_transcript(path: Path, width: int = 100) -> Iterator[str]:
         elif kind == "note":
             yield f"  · {e.get('message')}"
         elif kind == "finish":
-            yield f"finished: {e.get('status')}" + (f" ({e.get('reason')})" if e.get("reason") else "")
+            yield f"the agent ended: {e.get('status')}" + (f" ({e.get('reason')})" if e.get("reason") else "")
+        elif kind == "result":
+            yield f"result: {e.get('status')}" + (f" ({e.get('reason')})" if e.get("reason") else "")
 
 
 def _indent(who: str, text: str, width: int, max_lines: int) -> Iterator[str]:

@@ -54,7 +54,8 @@ def test_replay_runs_a_script_through_the_real_loop_and_tools(project) -> None: 
     run = json.loads((root / "artifacts/greet-implement/1/run.json").read_text())
     assert run["status"] == "done" and run["model"] == "replay" and run["turns"] == 3 and run["cost_usd"] == 0
     log = cli(root, "log", "greet:implement:1").stdout
-    assert "→ Write" in log and "→ CompleteTask" in log and "finished: done" in log
+    assert log.startswith("job greet:implement:1 · agent dev · replay")
+    assert "→ Write" in log and "→ CompleteTask" in log and log.endswith("the agent ended: done\nresult: done\n")
 
 
 def test_a_missing_replay_script_names_the_file(project) -> None:  # type: ignore[no-untyped-def]
@@ -139,7 +140,8 @@ def test_log_renders_a_transcript_readably(tmp_path: Path) -> None:
     from runner.transcript import Transcript, render_transcript
 
     t = Transcript(tmp_path / "t.jsonl", secrets=["sk-ant-secret-value"])
-    t.write("start", job="a:b", agent="dev", model="m", tools=["Read"])
+    t.write("job", job="a:b", agent="dev", provider="anthropic", model="m")
+    t.write("start", tools=["Read"])
     t.write(
         "assistant",
         turn=1,
@@ -150,7 +152,7 @@ def test_log_renders_a_transcript_readably(tmp_path: Path) -> None:
     with open(tmp_path / "t.jsonl", "a") as f:
         f.write('{"type": "assistant", "turn": 2, "cont')  # a line cut short by a kill -9
     lines = list(render_transcript(tmp_path / "t.jsonl"))
-    assert lines[0] == "job a:b · dev · m · tools: Read"
+    assert lines[:2] == ["job a:b · agent dev · anthropic · m", "tools: Read"]
     assert "  [REDACTED]" not in lines and any("key [REDACTED]" in line for line in lines)
     assert '  → Read {"file_path": "x"}' in lines and "  ← line1 ⏎ line2" in lines
     assert lines[-1] == "  · (a line cut short when the job was killed)"

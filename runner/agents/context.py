@@ -55,6 +55,7 @@ def job_message(
     feedback: str,
     notes: str,
     task_in_prompt: bool,
+    cli: bool = False,
 ) -> str:
     out = [f"runner job `{job_id}`: the `{phase}` phase for the spec `{spec_name}` (folder `{spec_path}`)."]
     out += ["", "## Your assignment"]
@@ -78,11 +79,26 @@ def job_message(
             + ", ".join(runner_outputs)
         )
     out += ["", "## Rules of this workspace"]
+    commands = "`, `".join(verify)
+    if cli:
+        # A CLI agent has its own tools: no CompleteTask, no Finish.
+        if task_ids:
+            out.append(
+                "- When a task is really done, tick its box in tasks.md yourself; runner keeps the tick"
+                f"{f' if `{commands}` passes' if verify else ''}. "
+                f"Only these tasks are yours: {', '.join(task_ids)}. Do not change other tasks."
+            )
+        out.append(
+            '- When you are finished, write a JSON report to the file named by $RUNNER_REPORT: {"status": '
+            '"done" | "partial" | "blocked", "summary": "...", "changes": [...], "deviations": [...], '
+            '"limitations": [...]}.'
+        )
+        return "\n".join([*out, *_feedback_and_notes(feedback, notes)])
     if task_ids:
-        checks = f" after `{'`, `'.join(verify)}` passes" if verify else ""
         out.append(
             "- tasks.md is guarded. When a task is really done, call CompleteTask(task_id, evidence): runner ticks "
-            f"its box{checks}. Do not edit checkboxes yourself. Only these tasks are yours: {', '.join(task_ids)}."
+            f"its box{f' after `{commands}` passes' if verify else ''}. Do not edit checkboxes yourself. "
+            f"Only these tasks are yours: {', '.join(task_ids)}."
         )
     out.append("- Files outside the project, and .git/ and .runner/, are out of reach.")
     out.append(
@@ -90,11 +106,16 @@ def job_message(
         "what you tried and what you need), a one-sentence summary, the files you changed, deviations from the "
         "design and known limitations."
     )
+    return "\n".join([*out, *_feedback_and_notes(feedback, notes)])
+
+
+def _feedback_and_notes(feedback: str, notes: str) -> list[str]:
+    out: list[str] = []
     if feedback:
         out += ["", "## Review feedback to address (every point)", feedback]
     if notes:
         out += ["", "## Notes from the person running this job", notes]
-    return "\n".join(out)
+    return out
 
 
 def spec_documents(root: Path, spec_path: str) -> list[str]:

@@ -100,6 +100,7 @@ def run_agent_job(ctx: JobContext) -> JobResult:
         feedback=ctx.feedback if not rendered.feedback_placed else "",
         notes=ctx.notes,
         task_in_prompt=rendered.task_placed,
+        cli=phase.provider == "command",
     )
     agent_env = scrubbed_env()
     ticker = TaskTicker(
@@ -130,11 +131,13 @@ def run_agent_job(ctx: JobContext) -> JobResult:
             log(f"tools this runner does not have, skipped: {', '.join(tools.unknown)}")
         workspace = Workspace(tools)
         ticker.workspace = workspace
+        transcript = Transcript(ctx.dir / "transcript.jsonl")
+        transcript.write("job", job=job.id, agent=agent.name, provider=phase.provider, model=job.model)
         loop = AgentLoop(
             _model(ctx, agent.fields),
             workspace,
             ticker,
-            Transcript(ctx.dir / "transcript.jsonl"),
+            transcript,
             limits=_limits(phase.budget, agent.max_turns),
             spend=ctx.spend,
             emit=ctx.emit,
@@ -163,6 +166,8 @@ def run_agent_job(ctx: JobContext) -> JobResult:
                 f"look at the changes, then `runner approve {job.id}` or `runner reject {job.id} --notes ...`"
             )
     details = _record(ctx, outcome, status, reason, tasks, task_ids, changed, ticker, log)
+    if phase.provider != "command":
+        transcript.write("result", status=status, reason=reason, ticked=ticker.ticked)
     return JobResult(
         status,
         reason,
@@ -324,6 +329,7 @@ def _record(
         "provider": job.phase.provider,
         "summary": report.summary,
         "concerns": report.concerns,
+        "verified": bool(job.phase.verify),  # ticks stood behind verify commands, not just the agent's word
         "verification": verification,
     }
     for out in job.outputs:

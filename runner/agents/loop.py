@@ -22,8 +22,6 @@ from runner.agents.tools import ToolResult
 from runner.budget import Limits, RunSpend
 from runner.transcript import Transcript
 
-TOOL_RESULT_CHARS_IN_TRANSCRIPT = 20_000
-
 
 @dataclass
 class TurnUsage:
@@ -303,7 +301,7 @@ class AgentLoop:
                 turn=self.turns,
                 name=name,
                 input=args,
-                result=result.content[:TOOL_RESULT_CHARS_IN_TRANSCRIPT],
+                result=result.content,
                 is_error=result.is_error,
                 seconds=round(seconds, 3),
             )
@@ -341,7 +339,7 @@ class AgentLoop:
 
     def _send_user(self, content: list[dict[str, Any]]) -> None:
         self.messages.append({"role": "user", "content": content})
-        self.transcript.write("user", turn=self.turns, content=_shorten_results(content))
+        self.transcript.write("user", turn=self.turns, content=_without_results(content))
 
     def _account(self, turn: ModelTurn) -> None:
         self.turns += 1
@@ -393,12 +391,10 @@ def _tool_result(tool_use_id: str, content: str, is_error: bool) -> dict[str, An
     return block
 
 
-def _shorten_results(content: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    # Tool results are already in the `tool` entries; keep the user entry small.
+def _without_results(content: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # Each tool result is in full in its `tool` entry; the `user` entry only says which went back.
     return [
-        {**b, "content": b["content"][:200]}
-        if b.get("type") == "tool_result" and isinstance(b.get("content"), str)
-        else b
+        {k: v for k, v in b.items() if k != "content"} if b.get("type") == "tool_result" else b
         for b in content
     ]
 

@@ -81,7 +81,7 @@ def _reconcile_tasks(ticker: TaskTicker, before: str, started: float, log: Any) 
         log(f"the agent changed tasks.md ({diff.describe()}); kept only verified ticks of its own tasks")
     for task_id in sorted(keep):
         ticker.ticked.append(task_id)
-        ticker.emit("tick", task=task_id, path=ticker.rel)
+        ticker.emit("tick", task=task_id, path=ticker.rel, verified=bool(ticker.verify_commands))
     if keep:
         ticker.on_tick(sorted(keep))
 

@@ -56,8 +56,9 @@ def load_script(path: Path) -> list[ModelTurn]:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
+        problem = getattr(e, "problem", None) or "not valid YAML"
         raise UserError(
-            f"invalid replay script: {e}", path=path, line=mark.line + 1 if mark else None
+            f"invalid replay script: {problem}", path=path, line=mark.line + 1 if mark else None
         ) from None
     if not isinstance(data, list):
         raise UserError("a replay script is a list of assistant turns", path=path)

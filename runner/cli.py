@@ -116,8 +116,10 @@ def run(
             )
             return
         with ProjectLock(project.root, command_line()):
+            from runner.errors import terminate_on_signals
             from runner.recovery import recover
 
+            terminate_on_signals()
             for job_id in recover(project, state):
                 reporter("error", message=f"{job_id} was interrupted last time; it will run again")
             code = run_once(project, state, reporter, specs, phases, task, notes, parallel, force)

@@ -41,3 +41,18 @@ class UserError(Exception):
 
 class LockHeld(UserError):
     """Another runner process owns this project."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: stop at once, as a second Ctrl-C does."""
+
+
+def terminate_on_signals() -> None:
+    """In the main thread: turn SIGTERM and SIGHUP into `Terminated`."""
+    import signal
+
+    def raise_terminated(signum: int, frame: object) -> None:
+        raise Terminated
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, raise_terminated)

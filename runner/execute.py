@@ -23,7 +23,7 @@ from typing import Any
 
 from runner.artifacts import job_dir, write_json
 from runner.budget import Limits, RunSpend
-from runner.errors import UserError
+from runner.errors import Terminated, UserError
 from runner.plan import Job, Plan, Verdict, dependency_order, output_exists, signature
 from runner.project import Project
 from runner.recovery import remove_outputs_written_since
@@ -31,6 +31,7 @@ from runner.shell import run_command
 from runner.state import State, Usage
 
 Emit = Callable[..., None]
+
 # After a cancel, how long running jobs get to stop before they are left behind.
 CANCEL_GRACE = 5.0
 _WAIT = object()  # a job's predecessors have not finished yet
@@ -248,8 +249,9 @@ class Executor:
                 if self._cancelled_at is not None and time.monotonic() - self._cancelled_at > CANCEL_GRACE:
                     self._abandon(running)
                 continue
-            except KeyboardInterrupt:
-                interrupts += 1
+            except KeyboardInterrupt as e:
+                # SIGTERM and SIGHUP (someone closing the terminal) count as a second Ctrl-C at once.
+                interrupts += 2 if isinstance(e, Terminated) and interrupts == 0 else 1
                 if interrupts > 2:
                     self._abandon(running)
                 elif interrupts == 1:

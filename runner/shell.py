@@ -2,7 +2,8 @@
 
 Commands run from the project root in their own session, so a Ctrl-C in the terminal reaches
 runner (which decides what to stop) rather than every child at once; cancelling kills the
-command's whole process group.
+command's whole process group, and so does its end (nothing it started outlives the job).
+Output is copied line by line with secrets redacted: logs never hold an API key.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import subprocess
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
+
+from runner.secrets import redact, secret_values
 
 
 @dataclass(frozen=True)
@@ -43,37 +46,52 @@ def run_command(
     *,
     cwd: Path,
     env: Mapping[str, str],
-    output: IO[bytes] | int,
+    output: IO[bytes],
     stdin: bytes | None = None,
     timeout: float | None = None,
     cancelled: threading.Event | None = None,
 ) -> CommandResult:
+    """Run `command` with `bash -c`; its output goes to `output`, with secrets redacted.
+
+    When the command ends (or is stopped), whatever it left running in the background is stopped
+    too: a job's processes end with the job.
+    """
     start = time.monotonic()
     proc = subprocess.Popen(
-        command,
-        shell=True,
+        ["bash", "-c", command],
         cwd=cwd,
         env=dict(env),
         stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-        stdout=output,
+        stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     if stdin is not None:
         _feed(proc, stdin)
+    copier = threading.Thread(target=_copy_redacted, args=(proc, output, secret_values(env)), daemon=True)
+    copier.start()
     deadline = start + timeout if timeout else None
-    while True:
+    result: CommandResult | None = None
+    while result is None:
         try:
-            rc = proc.wait(timeout=0.1)
-            return CommandResult(rc, seconds=time.monotonic() - start)
+            result = CommandResult(proc.wait(timeout=0.1))
         except subprocess.TimeoutExpired:
-            pass
-        if cancelled is not None and cancelled.is_set():
-            kill_group(proc)
-            return CommandResult(None, cancelled=True, seconds=time.monotonic() - start)
-        if deadline is not None and time.monotonic() > deadline:
-            kill_group(proc)
-            return CommandResult(None, timed_out=True, seconds=time.monotonic() - start)
+            if cancelled is not None and cancelled.is_set():
+                result = CommandResult(None, cancelled=True)
+            elif deadline is not None and time.monotonic() > deadline:
+                result = CommandResult(None, timed_out=True)
+    kill_group(proc)
+    copier.join(timeout=5)
+    return replace(result, seconds=time.monotonic() - start)
+
+
+def _copy_redacted(proc: subprocess.Popen[bytes], output: IO[bytes], secrets: list[str]) -> None:
+    """Line by line, so a secret is never split across two writes."""
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        text = line.decode("utf-8", "surrogateescape")
+        output.write(redact(text, secrets).encode("utf-8", "surrogateescape"))
+        output.flush()
 
 
 def _feed(proc: subprocess.Popen[bytes], data: bytes) -> None:

@@ -706,10 +706,11 @@ class Session:
     @contextlib.contextmanager
     def _signal_handlers(self) -> Iterator[None]:
         def handler(signum: int, frame: object) -> None:
-            # SIGTERM (a process manager stopping us) means "stop now", as a second Ctrl-C does.
+            # SIGTERM (a process manager stopping us) and SIGHUP (the terminal closed) mean "stop
+            # now", as a second Ctrl-C does.
             self._signals += 1 if signum == signal.SIGINT else 2
 
-        old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
         old_fd = signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
         try:
             yield

@@ -174,7 +174,9 @@ class TaskTicker:
         for task_id in done:
             self.ticked.append(task_id)
             self.emit("tick", task=task_id, path=self.rel, verified=bool(self.verify_commands))
-            self.log(f"ticked {task_id} in {self.rel}" + ("" if self.verify_commands else " (no verify commands)"))
+            self.log(
+                f"ticked {task_id} in {self.rel}" + ("" if self.verify_commands else " (no verify commands)")
+            )
         if done:
             self.on_tick(done)
         self._snapshot = None

@@ -167,7 +167,7 @@ class Executor:
         # Jobs on git branches share one working tree, so they take turns.
         self.parallel = 1 if project.workflow.git else max(1, parallel)
         self.notes = notes
-        self.feedback = plan.feedback
+        self.feedback = state.feedback(pending=True)
         self.stopping = threading.Event()
         self.cancelled = threading.Event()
         self.results: dict[str, JobResult] = {}
@@ -364,6 +364,8 @@ class Executor:
         self.state.finish_job(
             ctx.job.id, ctx.run_id, result.status, result.reason, result.usage, result.ticked
         )
+        if ctx.feedback and result.status in ("done", "awaiting-approval"):
+            self.state.feedback_addressed(ctx.job.id)  # later runs of the job need not hear it again
         u = result.usage
         ended = time.time()
         write_json(

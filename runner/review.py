@@ -132,6 +132,7 @@ def settle_review(
         return "done", None, details
     rounds = state.review_rounds(job.id) + 1
     if rounds > phase.max_rounds:
+        state.set_review_rounds(job.id, 0)  # once a person has stepped in, the next review starts afresh
         return "blocked", f"changes still requested after {phase.max_rounds} rounds of fixes", details
     routed = route(review.points or [report_text.strip()], reviewed_jobs(project, job.spec, phase.reviews))
     for target, points in routed.items():

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 STATE_DIR = ".runner"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # Parse results are cached across runs; bump when a parser's output changes shape or meaning.
 PARSE_CACHE_VERSION = 2
 # How much older than the cache entry a file's mtime must be for its stat to be trusted.
@@ -47,7 +47,8 @@ CREATE TABLE IF NOT EXISTS runs (
     started REAL, finished REAL, model TEXT, turns INTEGER, input_tokens INTEGER, output_tokens INTEGER,
     cache_read_tokens INTEGER, cache_write_tokens INTEGER, cost_usd REAL, ticked TEXT);
 CREATE INDEX IF NOT EXISTS runs_job ON runs (job_id, id);
-CREATE TABLE IF NOT EXISTS feedback (job_id TEXT PRIMARY KEY, text TEXT, source TEXT, round INTEGER);
+CREATE TABLE IF NOT EXISTS feedback (
+    job_id TEXT PRIMARY KEY, text TEXT, source TEXT, round INTEGER, addressed INTEGER DEFAULT 0);
 CREATE TABLE IF NOT EXISTS reviews (job_id TEXT PRIMARY KEY, rounds INTEGER);
 CREATE TABLE IF NOT EXISTS approvals (job_id TEXT PRIMARY KEY, tasks TEXT, paths TEXT, message TEXT);
 CREATE TABLE IF NOT EXISTS marks (path TEXT, task_id TEXT, checked INTEGER, at REAL);
@@ -107,6 +108,13 @@ class State:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version != SCHEMA_VERSION:
                 conn.execute("PRAGMA journal_mode=WAL")
+                if version:
+                    # Written by another version of runner: start afresh, which is always safe
+                    # (everything runs again), rather than guess at the old layout.
+                    tables = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+                    for (table,) in tables:
+                        if not table.startswith("sqlite_"):
+                            conn.execute(f"DROP TABLE {table}")
                 conn.executescript(_SCHEMA)
                 conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -282,14 +290,20 @@ class State:
             ).fetchall()
         return [_record(r) for r in rows]
 
-    def feedback(self) -> dict[str, str]:
-        """Feedback each job must address (review points, rejection notes); part of its signature."""
+    def feedback(self, *, pending: bool = False) -> dict[str, str]:
+        """The latest feedback of each job (review points, rejection notes): part of its signature.
+        With pending=True, only what no successful run has addressed yet (what goes in its prompt)."""
+        where = " WHERE addressed = 0" if pending else ""
         with self._lock:
-            return dict(self._conn.execute("SELECT job_id, text FROM feedback").fetchall())
+            return dict(self._conn.execute(f"SELECT job_id, text FROM feedback{where}").fetchall())
 
     def set_feedback(self, job_id: str, text: str, source: str, round: int) -> None:
         with self.transaction() as c:
-            c.execute("INSERT OR REPLACE INTO feedback VALUES (?, ?, ?, ?)", (job_id, text, source, round))
+            c.execute("INSERT OR REPLACE INTO feedback VALUES (?, ?, ?, ?, 0)", (job_id, text, source, round))
+
+    def feedback_addressed(self, job_id: str) -> None:
+        with self.transaction() as c:
+            c.execute("UPDATE feedback SET addressed = 1 WHERE job_id = ?", (job_id,))
 
     def review_rounds(self, job_id: str) -> int:
         with self._lock:

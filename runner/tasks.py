@@ -188,6 +188,11 @@ class TaskList:
         self.text = doc.text
         self.tasks: list[Task] = list(doc.tasks)
 
+    @property
+    def lines(self) -> tuple[str, ...]:
+        """The file's lines, split as task line numbers count them (CR, LF or CRLF; nothing else)."""
+        return self._doc.lines
+
     def get(self, task_id: str) -> Task:
         i = self._doc.find(task_id)
         if i is None:

@@ -222,3 +222,21 @@ phases:
     go.touch()
     first.communicate(timeout=20)
     assert first.returncode == 0
+
+
+def test_command_logs_are_redacted_and_background_children_end_with_the_job(project, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    pidfile = tmp_path / "bg.pid"
+    wf = f"""
+specs: ["specs/*"]
+phases:
+  leak:
+    outputs: ["artifacts/{{name}}-leak/ok"]
+    run: "echo key=$MY_API_KEY; (sleep 60 & echo $! > {pidfile}); mkdir -p $RUNNER_ARTIFACTS && touch $RUNNER_ARTIFACTS/ok"
+"""
+    root = project(wf, {"specs/a/spec.md": "x"})
+    secret = "sk-not-anthropic-but-secret-0123456789"
+    assert cli(root, "run", env={"MY_API_KEY": secret}).exit_code == 0
+    log = (root / "artifacts/a-leak/log").read_text()
+    assert "key=[REDACTED]" in log and secret not in log
+    pid = int(pidfile.read_text())
+    assert wait_for(lambda: not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2])

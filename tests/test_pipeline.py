@@ -226,6 +226,11 @@ def test_the_default_pipeline_with_a_review_round_and_git(tmp_path: Path, api: F
     assert "- task 1.1: Write tests in" in git(root, "log", "-1", "--format=%b", "HEAD~2")
     assert "slugify.py" in git(root, "show", "--name-only", "--format=", "HEAD~2").split()
 
+    # the feedback was addressed: a later run of task 2.0 would not be told it again
+    from runner.state import State
+
+    assert State.open(root).feedback(pending=True) == {}
+
     # and the second run has nothing to do
     sent = len(api.requests)
     assert run(root, api).exit_code == 0 and len(api.requests) == sent

@@ -122,3 +122,26 @@ def test_builtin_agents_render_completely() -> None:
         assert path is not None
         rendered = render(load_agent(path).body, VALUES)
         assert not LEFTOVER.search(rendered.text), name
+
+
+def test_values_filled_in_are_not_read_for_placeholders_again() -> None:
+    values = PromptValues(
+        spec="specs/a",
+        name="a",
+        phase="implement",
+        task="Run awk '{print $1}' on [this-spec]",
+        notes="use $ARGUMENTS",
+    )
+    text = render("{{task}} | {{notes}} | $1", values, ("spec-name",)).text
+    assert text == "Run awk '{print $1}' on [this-spec] | use $ARGUMENTS | specs/a"
+
+
+def test_task_block_uses_the_files_own_line_breaks() -> None:
+    from runner.agents.context import task_block
+    from runner.tasks import parse_tasks
+
+    tasks = parse_tasks(
+        "- [ ] 1.0 Title with\u2028a line separator\n  - [ ] 1.1 a\n- [ ] 2.0 Next\n  - [ ] 2.1 b\n"
+    )
+    block = task_block(tasks, "2.0", "tasks.md")
+    assert block.splitlines()[2:] == ["- [ ] 2.0 Next", "  - [ ] 2.1 b"]

@@ -20,7 +20,7 @@ def task_block(tasks: TaskList, group_id: str, rel: str) -> str:
     """The task group's own lines from tasks.md (up to the next group or heading), with its origin."""
     group = next(g for g in tasks.groups() if g.id == group_id)
     roots = sorted(g.root.line for g in tasks.groups())
-    lines = tasks.text.splitlines()
+    lines = tasks.lines
     start = group.root.line - 1
     end = next((line - 1 for line in roots if line > group.root.line), len(lines))
     body: list[str] = []

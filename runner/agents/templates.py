@@ -25,10 +25,16 @@ from dataclasses import dataclass
 
 NONE = "(none)"
 
+# One pass over the template: a value filled in is never read for placeholders again (a task that
+# says `awk '{print $1}'` keeps its $1).
+_TOKEN = re.compile(
+    r"(?P<placeholder>\{\{\s*(?P<name>[A-Za-z][A-Za-z0-9_-]*)\s*\}\})"
+    r"|(?P<this_spec>\[this-spec\])"
+    r"|(?P<insert_line>^[ \t]*\[[A-Z][A-Z ]*\bINSERTED\b[A-Z ]*\][ \t]*$)"
+    r"|(?P<positional>\$(?P<arg>ARGUMENTS|[1-9])\b)",
+    re.MULTILINE,
+)
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z][A-Za-z0-9_-]*)\s*\}\}")
-_INSERT_LINE = re.compile(r"^[ \t]*\[[A-Z][A-Z ]*\bINSERTED\b[A-Z ]*\][ \t]*$", re.MULTILINE)
-_THIS_SPEC = "[this-spec]"
-_POSITIONAL = re.compile(r"\$(ARGUMENTS|[1-9])\b")
 
 _ALIASES = {
     "spec": "spec",
@@ -82,30 +88,33 @@ def render(template: str, values: PromptValues, argument_hint: tuple[str, ...] =
         "phase": values.phase,
     }
     unknown: list[str] = []
+    args = [table.get(_ALIASES.get(_key(h), ""), NONE) for h in argument_hint]
+    inserted = False
 
     def fill(m: re.Match[str]) -> str:
-        key = _ALIASES.get(_key(m.group(1)))
-        if key is None:
-            unknown.append(m.group(1))
+        nonlocal inserted
+        if m.group("placeholder"):
+            key = _ALIASES.get(_key(m.group("name")))
+            if key is None:
+                unknown.append(m.group("name"))
+                return m.group(0)
+            return table[key]
+        if m.group("this_spec"):
+            return values.name
+        if m.group("insert_line"):
+            if not values.task:
+                return m.group(0)
+            inserted = True
+            return values.task
+        if not argument_hint:  # $1 means nothing special in a prompt that takes no arguments
             return m.group(0)
-        return table[key]
+        if m.group("arg") == "ARGUMENTS":
+            return " ".join(args)
+        index = int(m.group("arg")) - 1
+        return args[index] if index < len(args) else m.group(0)
 
-    text = _PLACEHOLDER.sub(fill, template)
-    task_placed = "task" in keys
-    if values.task and _INSERT_LINE.search(text):
-        text = _INSERT_LINE.sub(lambda _: values.task or "", text)
-        task_placed = True
-    text = text.replace(_THIS_SPEC, values.name)
-    if argument_hint:
-        args = [table.get(_ALIASES.get(_key(h), ""), NONE) for h in argument_hint]
-
-        def positional(m: re.Match[str]) -> str:
-            if m.group(1) == "ARGUMENTS":
-                return " ".join(args)
-            index = int(m.group(1)) - 1
-            return args[index] if index < len(args) else m.group(0)
-
-        text = _POSITIONAL.sub(positional, text)
+    text = _TOKEN.sub(fill, template)
+    task_placed = "task" in keys or inserted
     feedback_placed = bool(values.feedback) and (wants_feedback or "notes" in keys)
     return Rendered(
         text=text, task_placed=task_placed, feedback_placed=feedback_placed, unknown=tuple(unknown)

@@ -81,6 +81,11 @@ class JobContext:
             **({"RUNNER_TASK": self.job.task_id} if self.job.task_id else {}),
         }
 
+    @property
+    def upstream_features(self) -> list[Path]:
+        """Feature lists of earlier phases this job builds on (nearest first)."""
+        return [self.project.root / f for f in self.upstream_files if f.endswith("features.json")]
+
     def fill(self, command: str) -> str:
         return self.job.spec.fill(command, self.job.task_id)
 
@@ -92,10 +97,9 @@ def _record_test_reports(ctx: JobContext) -> None:
         return
     from runner.testresults import record_test_results
 
-    sources = [ctx.project.root / f for f in ctx.upstream_files if f.endswith("features.json")]
     for report in reports:
         if report.is_file():
-            record_test_results(report, ctx.phase_dir, sources, ctx.project.rel(report))
+            record_test_results(report, ctx.phase_dir, ctx.upstream_features, ctx.project.rel(report))
 
 
 def run_shell_job(ctx: JobContext) -> JobResult:

@@ -6,7 +6,8 @@ without being read. Where the rows are stored is the state module's business; th
 decides.
 
 A tasks.md is digested with every checkbox cleared, so ticking a box (the runner's own write, or a
-person's) changes no signature; rewording, adding or removing a task does.
+person's) changes no signature; rewording, adding or removing a task does. A features.json is
+digested without its statuses, for the same reason.
 """
 
 from __future__ import annotations
@@ -24,10 +25,34 @@ MISSING = "-"
 _CHECKBOX = re.compile(rb"^([ \t]*(?:[-*+]|\d+[.)])[ \t]+\[)[ xX-](\])", re.MULTILINE)
 
 
+# What a feature list says about progress rather than about the features themselves.
+_PROGRESS_FIELDS = frozenset({"status", "passes", "reason", "completed_at"})
+
+
 def content_digest(data: bytes, name: str = "") -> str:
     if name == "tasks.md":
         data = _CHECKBOX.sub(rb"\1 \2", data)
+    elif name in ("features.json", "feature_list.json"):
+        data = _without_progress(data)
     return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def _without_progress(data: bytes) -> bytes:
+    """A feature list minus statuses, so a phase updating them (`update_spec_features`) changes no
+    signature of the phases that read the list."""
+    import json
+
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        return data
+    features = doc.get("features") if isinstance(doc, dict) else doc
+    if isinstance(features, list):
+        for feature in features:
+            if isinstance(feature, dict):
+                for key in _PROGRESS_FIELDS & feature.keys():
+                    del feature[key]
+    return json.dumps(doc, sort_keys=True).encode()
 
 
 class Fingerprints:

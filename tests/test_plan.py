@@ -272,3 +272,17 @@ phases:
     root = project(wf, {"specs/a/spec.md": "s"})
     _, plan = plan_of(root)
     assert plan.jobs["a:report"].upstream == ["a:build"]
+
+
+def test_feature_statuses_are_progress_not_content() -> None:
+    from runner.fingerprint import content_digest
+
+    before = b'{"features": [{"id": "F1", "name": "Login", "status": "pending", "tasks": ["1"]}]}'
+    after = b'{"features": [{"id": "F1", "name": "Login", "status": "done", "reason": "x", "tasks": ["1"]}]}'
+    renamed = before.replace(b"Login", b"Sign-in")
+    assert content_digest(before, "features.json") == content_digest(after, "features.json")
+    assert content_digest(before, "features.json") != content_digest(renamed, "features.json")
+    harness = b'[{"description": "Opens", "passes": false}]'
+    assert content_digest(harness, "feature_list.json") == content_digest(
+        harness.replace(b"false", b"true"), "feature_list.json"
+    )

@@ -24,8 +24,9 @@ from runner.agents.ticks import TaskTicker, Workspace
 from runner.agents.tools import Tools
 from runner.artifacts import JOB_FILES
 from runner.budget import Limits
+from runner.errors import UserError
 from runner.execute import JobContext, JobResult
-from runner.fsutil import append_line
+from runner.fsutil import append_line, atomic_write
 from runner.git import Git, GitError, JobCommits, branch_name
 from runner.implementation import Entry
 from runner.secrets import redact, scrubbed_env, secret_values
@@ -33,6 +34,7 @@ from runner.state import Usage
 from runner.tasks import TaskList, load_tasks
 from runner.transcript import Transcript
 
+SPEC_FEATURE_FILES = ("features.json", "feature_list.json")
 # Written by runner from the job's report when the agent does not write them itself.
 RUNNER_OUTPUTS = ("implementation.md", "features.json")
 _NOT_THE_AGENTS = (*RUNNER_OUTPUTS, *JOB_FILES)
@@ -165,7 +167,7 @@ def run_agent_job(ctx: JobContext) -> JobResult:
             reason = (
                 f"look at the changes, then `runner approve {job.id}` or `runner reject {job.id} --notes ...`"
             )
-    details = _record(ctx, outcome, status, reason, tasks, task_ids, changed, ticker, log)
+    details = _record(ctx, outcome, status, reason, task_ids, changed, ticker, log)
     if phase.provider != "command":
         transcript.write("result", status=status, reason=reason, ticked=ticker.ticked)
     return JobResult(
@@ -223,6 +225,56 @@ def _git(ctx: JobContext, tasks: TaskList | None, log: JobLog) -> JobCommits | N
         if config.commit
         else None
     )
+
+
+def _record_output(
+    ctx: JobContext,
+    out: str,
+    status: str,
+    reason: str | None,
+    report: Report,
+    changed: set[str],
+    ticker: TaskTicker,
+    task_ids: list[str],
+    notes: list[str],
+    log: JobLog,
+    details: dict[str, Any],
+) -> None:
+    job, project = ctx.job, ctx.project
+    path = project.root / out
+    name = out.rsplit("/", 1)[-1]
+    agent_wrote = out in changed
+    if name == "implementation.md":
+        entry = Entry(
+            job_id=job.id,
+            task_id=job.task_id,
+            title=job.group.title if job.group else job.phase.name,
+            status=status,
+            files=sorted(changed) or report.changes,
+            summary="\n\n".join([report.summary, *notes]).strip(),
+            deviations=report.deviations,
+            limitations=report.limitations,
+            reason=reason,
+        )
+        missing = record_implementation(path, entry, title=job.spec.name, agent_wrote=agent_wrote)
+        if missing:
+            log(f"{out} (written by the agent) lacks the sections: {', '.join(missing)}")
+            details["implementation_missing_sections"] = missing
+    elif name == "features.json" and not agent_wrote:
+        checked = {t.id for t in load_tasks(ticker.tasks_path).tasks if t.checked} if ticker.tasks_path else set()
+        sources = [*ctx.upstream_features, *(project.root / job.spec.path / n for n in SPEC_FEATURE_FILES)]
+        origin = record_features(
+            path,
+            sources=sources,
+            task_ids=set(task_ids) if job.group else set(),
+            checked=checked,
+            status=status,
+            reason=reason,
+        )
+        if origin is None:
+            log(f"no feature list to start {out} from (no upstream features.json, no spec features.json)")
+        elif job.phase.update_spec_features:
+            atomic_write(project.root / job.spec.path / "features.json", path.read_bytes())
 
 
 def _redacted(outcome: Outcome, secrets: list[str]) -> Outcome:
@@ -312,7 +364,6 @@ def _record(
     outcome: Outcome,
     status: str,
     reason: str | None,
-    tasks: TaskList | None,
     task_ids: list[str],
     changed: set[str],
     ticker: TaskTicker,
@@ -332,50 +383,14 @@ def _record(
         "verified": bool(job.phase.verify),  # ticks stood behind verify commands, not just the agent's word
         "verification": verification,
     }
+    evidence = "; ".join(f"{task}: {text}" for task, text in ticker.evidence.items())
+    details["evidence"] = ticker.evidence
+    notes = [f"Verification files: {', '.join(f'`{v}`' for v in verification)}"] if verification else []
+    notes += [f"Evidence: {evidence}"] if evidence else []
     for out in job.outputs:
-        path = project.root / out
-        name = out.rsplit("/", 1)[-1]
-        agent_wrote = out in changed
-        if name == "implementation.md":
-            entry = Entry(
-                job_id=job.id,
-                task_id=job.task_id,
-                title=job.group.title if job.group else job.phase.name,
-                status=status,
-                files=sorted(changed) or report.changes,
-                summary=report.summary
-                + (
-                    "\n\nVerification files: " + ", ".join(f"`{v}`" for v in verification)
-                    if verification
-                    else ""
-                ),
-                deviations=report.deviations,
-                limitations=report.limitations,
-                reason=reason,
-            )
-            missing = record_implementation(path, entry, title=job.spec.name, agent_wrote=agent_wrote)
-            if missing:
-                log(f"{out} (written by the agent) lacks the sections: {', '.join(missing)}")
-                details["implementation_missing_sections"] = missing
-        elif name == "features.json" and not agent_wrote:
-            checked = (
-                {t.id for t in load_tasks(ticker.tasks_path).tasks if t.checked}
-                if ticker.tasks_path
-                else set()
-            )
-            sources = [project.root / f for f in ctx.upstream_files if f.endswith("/features.json")]
-            sources += [project.root / job.spec.path / n for n in ("features.json", "feature_list.json")]
-            origin = record_features(
-                path,
-                sources=sources,
-                task_ids=set(task_ids) if job.group else set(),
-                checked=checked,
-                status=status,
-                reason=reason,
-            )
-            if origin is None:
-                log(f"no feature list to start {out} from (no upstream features.json, no spec features.json)")
-            elif job.phase.update_spec_features:
-                spec_file = project.root / job.spec.path / "features.json"
-                spec_file.write_bytes(path.read_bytes())
+        try:
+            _record_output(ctx, out, status, reason, report, changed, ticker, task_ids, notes, log, details)
+        except UserError as e:  # e.g. a feature list a person left invalid: the job's work stands
+            log(f"could not update {out}: {e}")
+            details.setdefault("artifact_errors", []).append(str(e))
     return details

@@ -42,27 +42,32 @@ def record_features(
 ) -> Path | None:
     """Update the phase's copy of the feature list for one job; returns where it came from.
 
-    The copy starts from the phase's own file, else the first of `sources` that exists (upstream
-    artifacts, then the spec's file). A feature names the tasks that deliver it in a "tasks" list;
-    the features of this job's tasks become done when all their tasks are ticked, else they take
-    the job's status (partial or blocked, with its reason), or stay in progress while other task
-    groups remain. Features without "tasks" are left alone.
+    The copy is rebuilt from the first of `sources` that exists (upstream artifacts, then the
+    spec's file), so features a re-run design adds or drops show up; statuses this phase recorded
+    before are carried over. A feature names the tasks that deliver it in a "tasks" list: the
+    features of this job's tasks become done when all their tasks are ticked, else they take the
+    job's status (partial or blocked, with its reason), or stay in progress while other task
+    groups remain. Features without "tasks" keep what they had.
     """
     with _lock(path):
-        origin = path if path.exists() else next((s for s in sources if s.exists()), None)
+        origin = next((s for s in sources if s.exists()), path if path.exists() else None)
         if origin is None:
             return None
         features = FeatureList.load(origin)
+        before = FeatureList.load(path) if path.exists() and origin != path else None
+        earlier = {before.key(f): f for f in before.features} if before else {}
         for feature in features.features:
-            tasks = {str(t) for t in feature.get("tasks") or []}
-            if not tasks or (task_ids and not tasks & task_ids):
-                continue
             key = features.key(feature)
-            if tasks <= checked:
-                features.set_status(key, "done")
-            elif status in ("partial", "blocked"):
-                features.set_status(key, status, reason)
-            elif task_ids:
-                features.set_status(key, "in-progress")
+            tasks = {str(t) for t in feature.get("tasks") or []}
+            if tasks and (not task_ids or tasks & task_ids):
+                if tasks <= checked:
+                    features.set_status(key, "done")
+                elif status in ("partial", "blocked"):
+                    features.set_status(key, status, reason)
+                elif task_ids:
+                    features.set_status(key, "in-progress")
+            elif key in earlier:
+                assert before is not None
+                features.set_status(key, before.status(key), earlier[key].get("reason"))
         features.write(path)
         return origin

@@ -424,11 +424,18 @@ def watch(
 @click.argument("job")
 def approve(job: str) -> None:
     """Commit a job that waits for approval, and let its dependants run."""
-    from runner.git import Git
+    from runner.git import Git, branch_name
 
     project, state = _open()
     _, paths, message = _pending(state, job)
-    sha = Git(project.root).commit(paths, message) if paths else None
+    git = Git(project.root)
+    config = project.workflow.git
+    if config is not None:
+        # The held changes travel with a checkout: commit them on the job's own branch.
+        spec, _, rest = job.partition(":")
+        phase, _, task = rest.partition(":")
+        git.switch(branch_name(spec, task or None, phase, config.branch))
+    sha = git.commit(paths, message) if paths else None
     state.mark_done(job)
     state.clear_pending_approval(job)
     what = (

@@ -188,6 +188,8 @@ class Executor:
     def cancel(self) -> None:
         self.stopping.set()
         self.cancelled.set()
+        for event in list(self._cancel_job.values()):
+            event.set()
         if self._cancelled_at is None:
             self._cancelled_at = time.monotonic()
 
@@ -305,7 +307,8 @@ class Executor:
     def _start(self, job_id: str, finished: queue.Queue, *, position: int, total: int) -> None:
         job = self.plan.jobs[job_id]
         with self._fp_lock:
-            records = self.state.jobs()
+            # Only the upstream records matter (their latest runs); not every job's.
+            records = {up: rec for up in job.upstream if (rec := self.state.job(up)) is not None}
             comps = self.plan.fresh_components(job, records)
             self.state.save_file_rows(self.plan.fingerprints.take_updates())
         sig = signature(comps)
@@ -323,7 +326,7 @@ class Executor:
             phase_dir=phase_dir,
             dir=job_dir(phase_dir, job.task_id),
             stopping=self.stopping,
-            cancelled=_AnyEvent(self.cancelled, cancel),  # type: ignore[arg-type]
+            cancelled=cancel,
             emit=lambda kind, **f: self.emit(kind, job=job_id, **f),
             spend=self.spend,
             upstream_files=self._upstream_files(job),
@@ -406,28 +409,6 @@ class Executor:
             cost_usd=round(u.cost_usd, 6),
             ticked=result.ticked,
         )
-
-
-class _AnyEvent:
-    """Set when either event is set: a job stops for a global cancel or for its own."""
-
-    def __init__(self, *events: threading.Event) -> None:
-        self._events = events
-
-    def is_set(self) -> bool:
-        return any(e.is_set() for e in self._events)
-
-    def wait(self, timeout: float | None = None) -> bool:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self.is_set():
-            remaining = 0.05 if deadline is None else min(0.05, deadline - time.monotonic())
-            if remaining <= 0:
-                return False
-            time.sleep(remaining)
-        return True
-
-    def set(self) -> None:
-        self._events[-1].set()
 
 
 def _iso(ts: float) -> str:

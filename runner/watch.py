@@ -48,7 +48,7 @@ from watchdog.observers.polling import PollingObserver
 
 from runner.agents.definitions import AGENT_DIRS
 from runner.errors import UserError
-from runner.execute import Executor, JobResult, check_credentials
+from runner.execute import CANCEL_GRACE, Executor, JobResult, check_credentials
 from runner.fingerprint import Fingerprints
 from runner.ignore import IgnoreRules
 from runner.lock import ProjectLock, command_line
@@ -63,8 +63,6 @@ Emit = Callable[..., None]
 
 # Re-plan at the latest this long after the first change of a burst, even if changes keep coming.
 MAX_DELAY_FLOOR = 1.0
-# After a second Ctrl-C, how long cancelled jobs get to wind down before runner exits anyway.
-CANCEL_GRACE = 5.0
 # A job that ran this many times in a row (watch never idle in between) waits for the next change:
 # it is most likely rewriting its own inputs, and an agent doing so would burn money all day.
 MAX_STREAK = 3

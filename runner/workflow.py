@@ -95,14 +95,9 @@ class Phase:
     description: str | None = None
     config_digest: str = ""  # canonical form of everything above that affects results
 
-    @property
-    def is_agent(self) -> bool:
-        return self.agent is not None
-
 
 @dataclass(frozen=True)
 class Workflow:
-    files: tuple[Path, ...]
     phases: dict[str, Phase]  # in dependency order
     spec_roots: tuple[str, ...]
     models: dict[str, str]
@@ -395,7 +390,6 @@ def _assemble(files: list[Path], raws: list[dict]) -> Workflow:
             phases[name] = _phase(name, path, raw, p)
     order = _dependency_order(phases)
     return Workflow(
-        files=tuple(files),
         phases={name: phases[name] for name in order},
         spec_roots=tuple(spec_roots),
         models=models,

@@ -35,6 +35,7 @@ from runner.tasks import TaskList, load_tasks
 from runner.transcript import Transcript
 
 SPEC_FEATURE_FILES = ("features.json", "feature_list.json")
+VERIFY_TIMEOUT = 1800.0  # seconds, unless the phase sets `timeout`
 # Written by runner from the job's report when the agent does not write them itself.
 RUNNER_OUTPUTS = ("implementation.md", "features.json")
 _NOT_THE_AGENTS = (*RUNNER_OUTPUTS, *JOB_FILES)
@@ -117,6 +118,7 @@ def run_agent_job(ctx: JobContext) -> JobResult:
         log=log,
         emit=ctx.emit,
         cancelled=ctx.cancelled,
+        verify_timeout=phase.timeout or VERIFY_TIMEOUT,
     )
     commits = _git(ctx, tasks, log)
     if commits is not None:

@@ -61,7 +61,7 @@ class TaskTicker:
         owner: str | None = None,
         person_marks: Callable[[], dict[str, bool]] = dict,
         cancelled: Any = None,
-        verify_timeout: float | None = 1800.0,
+        verify_timeout: float | None = None,
     ) -> None:
         self.root = root
         self.tasks_path = tasks_path

@@ -49,7 +49,7 @@ def run_cli_agent(ctx: JobContext, prompt: str, ticker: TaskTicker, log: Any) ->
             timeout=timeout,
             cancelled=ctx.cancelled,
         )
-    log(f"{command.split()[0]}: {result.describe(timeout)} after {result.seconds:.1f} s")
+    log(f"the agent's command ended: {result.describe(timeout)} after {result.seconds:.1f} s")
     if before is not None:
         _reconcile_tasks(ticker, before, started, log)
     text = (ctx.dir / "output.log").read_text(encoding="utf-8", errors="replace")

@@ -138,6 +138,7 @@ class JobCommits:
         self.log = log
         self.before = git.snapshot()
         self.held: list[str] = []  # ticked tasks waiting for approval
+        self.committed: set[str] = set()  # files this job committed
 
     def on_tick(self, task_ids: list[str]) -> None:
         if self.approve:
@@ -161,6 +162,7 @@ class JobCommits:
         try:
             paths = self.git.changed_since(self.before)
             sha = self.git.commit(paths, commit_message(self.spec, task_ids, self.titles, note))
+            self.committed.update(paths)
             self.before = self.git.snapshot()
         except GitError as e:
             self.log(f"git: could not commit: {e}")

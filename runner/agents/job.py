@@ -123,6 +123,7 @@ def run_agent_job(ctx: JobContext) -> JobResult:
     commits = _git(ctx, tasks, log)
     if commits is not None:
         ticker.on_tick = commits.on_tick
+    tree = _WorkTree(project.root)
     if phase.provider == "command":
         from runner.agents.providers.command import run_cli_agent
 
@@ -150,6 +151,8 @@ def run_agent_job(ctx: JobContext) -> JobResult:
         )
         outcome = loop.run(rendered.text, message)
         changed = set(tools.changed_files)
+    # Files written by shell commands or a CLI agent, as git sees them (committed ones included).
+    changed |= tree.changed() | (commits.committed if commits is not None else set())
     outcome = _redacted(outcome, log.secrets)
 
     def wrote(output: str) -> bool:
@@ -201,6 +204,28 @@ def _task_phase(ctx: JobContext) -> str | None:
         ),
         None,
     )
+
+
+class _WorkTree:
+    """What changed in a git work tree since the job started (nothing known outside git)."""
+
+    def __init__(self, root: Path) -> None:
+        self.git = Git(root) if Git.is_repo(root) else None
+        self.before = self._snapshot()
+
+    def _snapshot(self) -> dict[str, str]:
+        try:
+            return self.git.snapshot() if self.git else {}
+        except GitError:
+            return {}
+
+    def changed(self) -> set[str]:
+        if self.git is None:
+            return set()
+        try:
+            return set(self.git.changed_since(self.before))
+        except GitError:
+            return set()
 
 
 def _git(ctx: JobContext, tasks: TaskList | None, log: JobLog) -> JobCommits | None:

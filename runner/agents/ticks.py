@@ -11,6 +11,7 @@ spec's tasks.md are undone after the fact (`reconcile`), keeping any other text 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import tempfile
 import threading
 import time
@@ -27,20 +28,22 @@ VERIFY_OUTPUT_CHARS = 4000
 
 
 class Workspace:
-    """The file tools, counting the calls that may change files (so verify results can be reused)."""
+    """The file tools, counting the calls that may change files, in every agent job of this process,
+    so a verify result is reused only while nothing may have changed (parallel jobs included)."""
 
     MUTATING = frozenset({"Write", "Edit", "Bash"})
+    _changes = itertools.count(1)
+    changes = 0  # the number of the latest call that may have changed files, in any job
 
     def __init__(self, tools: Any) -> None:
         self.tools = tools
-        self.changes = 0
 
     def schemas(self) -> list[dict[str, Any]]:
         return self.tools.schemas()
 
     def execute(self, name: str, input: dict[str, Any]) -> ToolResult:
         if name in self.MUTATING:
-            self.changes += 1
+            Workspace.changes = next(Workspace._changes)
         return self.tools.execute(name, input)
 
 
@@ -188,7 +191,7 @@ class TaskTicker:
         """Run the phase's verify commands; reuse the last result while no file may have changed."""
         if not self.verify_commands:
             return True, ""
-        stamp = self.workspace.changes if self.workspace is not None else -1
+        stamp = Workspace.changes if self.workspace is not None else -1
         if self._verified is not None and self._verified[0] == stamp >= 0:
             return self._verified[1], self._verified[2]
         ok, output = True, ""

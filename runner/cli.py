@@ -121,7 +121,7 @@ def run(
 
             terminate_on_signals()
             for job_id in recover(project, state):
-                reporter("error", message=f"{job_id} was interrupted last time; it will run again")
+                reporter("note", message=f"{job_id} was interrupted last time; it will run again")
             code = run_once(project, state, reporter, specs, phases, task, notes, parallel, force)
         sys.exit(code)
     finally:

@@ -43,7 +43,7 @@ def usage_text(turns: int = 0, tokens: int = 0, cost_usd: float = 0.0, seconds: 
     if tokens:
         parts.append(f"{human_tokens(tokens)} tokens")
     if cost_usd:
-        parts.append(f"${cost_usd:.2f}" if cost_usd >= 0.01 else f"${cost_usd:.4f}")
+        parts.append(f"${cost_usd:.2f}" if cost_usd >= 1 else f"${cost_usd:.3f}")
     if seconds is not None:
         parts.append(human_seconds(seconds))
     return " · ".join(parts)

@@ -122,8 +122,11 @@ def run_shell_job(ctx: JobContext) -> JobResult:
     if not result.cancelled:
         _record_test_reports(ctx)
     if result.cancelled:
-        remove_outputs_written_since(ctx.project.root, ctx.job.outputs, ctx.started)
-        return JobResult("cancelled", "cancelled; outputs it was writing were removed")
+        removed = remove_outputs_written_since(ctx.project.root, ctx.job.outputs, ctx.started)
+        return JobResult(
+            "cancelled",
+            "cancelled" + (f"; removed what it had half written: {', '.join(removed)}" if removed else ""),
+        )
     if not result.ok:
         return JobResult("failed", f"{result.describe(phase.timeout)} (see {where})")
     missing = [o for o in ctx.job.outputs if not output_exists(ctx.project.root, o)]
@@ -263,12 +266,12 @@ class Executor:
                 elif interrupts == 1:
                     self.stop()
                     self.emit(
-                        "error",
+                        "note",
                         message="stopping: running jobs finish their current step (Ctrl-C again to cancel)",
                     )
                 else:
                     self.cancel()
-                    self.emit("error", message="cancelling running jobs")
+                    self.emit("note", message="cancelling running jobs")
                 continue
             running.discard(job_id)
             self.results[job_id] = result

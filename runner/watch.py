@@ -513,7 +513,7 @@ class Session:
                 project = Project(self.root, self.state)
                 select_specs(project.specs, self.specs)
                 for job_id in recover(project, self.state):
-                    self.emit("error", message=f"{job_id} was interrupted last time; it will run again")
+                    self.emit("note", message=f"{job_id} was interrupted last time; it will run again")
                 self._watches = Watches(self.root, self._on_event, self._say, self._wake, poll=self.poll)
                 self._plan(retry=True)
                 return self._loop()
@@ -728,14 +728,14 @@ class Session:
             if executor is not None:
                 executor.stop()
                 self.emit(
-                    "error",
+                    "note",
                     message="stopping: running jobs finish their current step (Ctrl-C again to cancel)",
                 )
         if seen >= 2 and executor is not None and self._deadline is None:
             if executor.running:
                 self._exit_code = 130
             executor.cancel()
-            self.emit("error", message="cancelling running jobs")
+            self.emit("note", message="cancelling running jobs")
             self._deadline = time.monotonic() + CANCEL_GRACE
         if seen >= 3:
             self._deadline = time.monotonic()

@@ -425,7 +425,7 @@ def test_first_ctrl_c_lets_the_running_job_finish_and_starts_nothing_new(
     (root / "specs/a/spec.md").write_text("a2 slow\n")
     w.wait(ran(counter, "a a2 slow"), "the slow run to start")
     w.interrupt()
-    w.wait(lambda: any("Ctrl-C again" in e["message"] for e in w.events("error")), "the stopping message")
+    w.wait(lambda: any("Ctrl-C again" in e["message"] for e in w.events("note")), "the stopping message")
     (root / "specs/b/spec.md").write_text("b2\n")  # would run, were watch not stopping
     (counter.with_name("go")).touch()
     assert w.exit_code() == 0, w.output()
@@ -442,7 +442,7 @@ def test_second_ctrl_c_cancels_the_running_job_and_exits_130(project, watcher, c
     w.wait(ran(counter, "a a2 slow"), "the slow run to start")
     began = time.monotonic()
     w.interrupt()
-    w.wait(lambda: any("Ctrl-C again" in e["message"] for e in w.events("error")), "the stopping message")
+    w.wait(lambda: any("Ctrl-C again" in e["message"] for e in w.events("note")), "the stopping message")
     w.interrupt()
     assert w.exit_code() == 130, w.output()
     assert time.monotonic() - began < 10
@@ -653,7 +653,7 @@ def test_the_live_view_shows_a_line_per_job_and_a_summary_then_clears(monkeypatc
         console("turn", job="auth:implement:1.2", turn=3, tokens=12100, cost_usd=0.02)
         shown = screen(out.getvalue())
         assert shown[0].startswith("> auth:implement:1.2") and "dev · claude-x [1/2]" in shown[0]
-        assert re.fullmatch(r"> auth  implement  1\.2  turn 3 · 12\.1k tokens · \$0\.02 · 0\.\ds", shown[1])
+        assert re.fullmatch(r"> auth  implement  1\.2  turn 3 · 12\.1k tokens · \$0\.020 · 0\.\ds", shown[1])
         assert re.fullmatch(r"> auth  test       -    0\.\ds", shown[2])
         assert shown[3] == "2 running"
 
@@ -670,9 +670,9 @@ def test_the_live_view_shows_a_line_per_job_and_a_summary_then_clears(monkeypatc
         shown = screen(out.getvalue())
         assert shown[-1] == (
             "watching 1 spec for changes · 1 job failed or blocked, waiting for a change"
-            " · 1 done, 1 failed · 20.0k tokens · $0.03"
+            " · 1 done, 1 failed · 20.0k tokens · $0.030"
         )
-        assert shown[-3] == "+ auth  implement  1.2  done · 4 turns · 20.0k tokens · $0.03 · 2.0s"
+        assert shown[-3] == "+ auth  implement  1.2  done · 4 turns · 20.0k tokens · $0.030 · 2.0s"
     finally:
         console.close()
     shown = screen(out.getvalue())

@@ -288,7 +288,9 @@ def _record_output(
             log(f"{out} (written by the agent) lacks the sections: {', '.join(missing)}")
             details["implementation_missing_sections"] = missing
     elif name == "features.json" and not agent_wrote:
-        checked = {t.id for t in load_tasks(ticker.tasks_path).tasks if t.checked} if ticker.tasks_path else set()
+        checked = (
+            {t.id for t in load_tasks(ticker.tasks_path).tasks if t.checked} if ticker.tasks_path else set()
+        )
         sources = [*ctx.upstream_features, *(project.root / job.spec.path / n for n in SPEC_FEATURE_FILES)]
         origin = record_features(
             path,
@@ -378,7 +380,7 @@ def _settle(
         ok, output = ticker.verify()
         if not ok:
             log(f"reported done, but verify failed; not ticked: {', '.join(still_open)}\n{output}")
-            return "partial", f"verify failed, so {', '.join(still_open)} stay unticked"
+            return "partial", f"verify failed; left unticked: {', '.join(still_open)}"
         ticker.complete_rest()
     missing = [o for o in ctx.job.outputs if o.rsplit("/", 1)[-1] not in _NOT_THE_AGENTS and not wrote(o)]
     if missing:

@@ -78,7 +78,8 @@ def _reconcile_tasks(ticker: TaskTicker, before: str, started: float, log: Any) 
     if claimed and not verified:
         log(f"verify failed, so the agent's ticks of {', '.join(sorted(claimed))} are undone:\n{output}")
     if ticker.repair(before, started, verified=keep) is not None:
-        log(f"the agent changed tasks.md ({diff.describe()}); kept only verified ticks of its own tasks")
+        kept = "verified ticks of its own tasks" if ticker.verify_commands else "ticks of its own tasks"
+        log(f"the agent changed tasks.md ({diff.describe()}); kept only {kept}")
     for task_id in sorted(keep):
         ticker.ticked.append(task_id)
         ticker.emit("tick", task=task_id, path=ticker.rel, verified=bool(ticker.verify_commands))

@@ -310,9 +310,11 @@ def explain(job: str) -> None:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(last["finished"] or last["started"]))
         detail = f": {last['reason']}" if last["reason"] else ""
         click.echo(f"Last run: {last['status']} at {when}{detail}")
-    upstream = plan.jobs[job].upstream
+    upstream, after = plan.jobs[job].upstream, plan.jobs[job].after
     if upstream:
         click.echo("Depends on: " + ", ".join(upstream))
+    if after:
+        click.echo("Runs after: " + ", ".join(after))
 
 
 # --- init / clean / log -------------------------------------------------------------------------
@@ -368,6 +370,10 @@ def log(job: str) -> None:
     if len(parts) < 2:
         raise UserError(f"'{job}' is not a job id (SPEC:PHASE or SPEC:PHASE:TASK)")
     spec = project.spec(parts[0])
+    phase = project.workflow.phase(parts[1])
+    if phase.each == "task" and len(parts) == 2:
+        groups = ", ".join(f"{job}:{g.id}" for g in project.task_groups(spec)) or "none yet"
+        raise UserError(f"{job} is a phase of task jobs; name one: {groups}")
     folder = job_dir(project.artifacts_dir(spec, parts[1]), parts[2] if len(parts) > 2 else None)
     transcript, log_file = folder / "transcript.jsonl", folder / "log"
     if transcript.exists():
@@ -478,18 +484,21 @@ def _pending(state: State, job: str) -> tuple[list[str], list[str], str]:
 
 
 @main.command()
-@click.argument("path", type=click.Path(dir_okay=False))
+@click.argument("path", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (a flat list in document order).")
 def tasks(path: str, as_json: bool) -> None:
-    """List the tasks of one tasks.md."""
+    """List the tasks of one tasks.md (or of a spec folder's tasks.md)."""
     from runner.tasks import load_tasks
 
-    task_list = load_tasks(_path(path))
+    file = _path(path)
+    task_list = load_tasks(file)
     if as_json:
         import json
 
         click.echo(json.dumps(task_list.to_json(), indent=2, ensure_ascii=False))
         return
+    if not task_list.tasks:
+        click.echo(f"no tasks in {path} (a task is a list item starting with [ ], [x] or [-])", err=True)
     width = max((len(t.id) for t in task_list.tasks), default=2)
     for t in task_list.tasks:
         box = {"done": "x", "in-progress": "-"}.get(t.state, " ")
@@ -499,7 +508,8 @@ def tasks(path: str, as_json: bool) -> None:
             depth += 1
             parent = task_list.get(parent).parent
         optional = " (optional)" if t.optional else ""
-        click.echo(f"{t.line:>5}  [{box}] {'  ' * depth}{t.id:<{width}}  {t.title}{optional}")
+        markers = "".join(f" [{m}]" for m in t.markers)
+        click.echo(f"{t.line:>5}  [{box}] {'  ' * depth}{t.id:<{width}}{markers}  {t.title}{optional}")
 
 
 @main.command()
@@ -535,6 +545,8 @@ def _set_checked(path: str, task_id: str, checked: bool) -> None:
 def _path(path: str) -> Path:
     p = Path(path)
     p = p if p.is_absolute() else _root() / p
+    if p.is_dir() and (p / "tasks.md").is_file():
+        p = p / "tasks.md"
     if not p.is_file():
         raise UserError(f"no such file: {path}")
     return p

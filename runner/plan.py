@@ -428,14 +428,7 @@ def _implicit_dependencies(jobs: dict[str, Job]) -> None:
     for job in jobs.values():
         for pattern in job.inputs:
             if glob.has_magic(pattern):
-                prefix = literal_prefix(pattern)
-                regex = compile_glob(pattern)
-                found = []
-                for out in outputs[bisect.bisect_left(outputs, prefix) :]:
-                    if not out.startswith(prefix):
-                        break
-                    if regex.fullmatch(out):
-                        found.extend(producers[out])
+                found = [p for out in _outputs_matching(pattern, outputs) for p in producers[out]]
             else:
                 found = producers.get(pattern, [])
             for producer in found:
@@ -450,6 +443,20 @@ def _implicit_dependencies(jobs: dict[str, Job]) -> None:
             "inputs",
             "jobs read each other's outputs in a cycle: " + " -> ".join(cycle) + "; remove one of the inputs",
         )
+
+
+def _outputs_matching(pattern: str, outputs: list[str]) -> list[str]:
+    """The sorted `outputs` a glob matches, looking only at those that start with its literal part."""
+    prefix = literal_prefix(pattern)
+    candidates = []
+    for out in itertools.islice(outputs, bisect.bisect_left(outputs, prefix), None):
+        if not out.startswith(prefix):
+            break
+        candidates.append(out)
+    if not candidates:  # most inputs have no output near them: no regex to compile
+        return []
+    regex = compile_glob(pattern)
+    return [out for out in candidates if regex.fullmatch(out)]
 
 
 def dependency_order(jobs: dict[str, Job]) -> list[str]:

@@ -26,14 +26,11 @@ SPEC_MARKERS = (
     "planning",
 )
 
-_LAYOUTS = {"agent-os/specs": "agent-os", "specs": "spec-kit", ".kiro/specs": "kiro"}
-
 
 @dataclass(frozen=True)
 class Spec:
     name: str  # folder name; used in job ids and artifact folders
     path: str  # folder, relative to the project root, posix separators
-    layout: str  # agent-os | spec-kit | kiro | custom
     roots: tuple[str, ...] = ()  # the spec-root patterns that match it (a phase applies to its file's roots)
 
     @property
@@ -65,8 +62,7 @@ def discover_specs(root: Path, spec_roots: tuple[str, ...] | list[str]) -> list[
                 raise UserError(
                     f"two specs are named '{name}': {other.path} and {rel}; rename one (job ids use the folder name)"
                 )
-            parent = rel.rsplit("/", 1)[0] if "/" in rel else ""
-            found[name] = Spec(name=name, path=rel, layout=_LAYOUTS.get(parent, "custom"), roots=(pattern,))
+            found[name] = Spec(name=name, path=rel, roots=(pattern,))
     return list(found.values())
 
 

@@ -50,6 +50,7 @@ from runner.agents.definitions import AGENT_DIRS
 from runner.errors import UserError
 from runner.execute import CANCEL_GRACE, Executor, JobResult, check_credentials
 from runner.fingerprint import Fingerprints
+from runner.globs import translate
 from runner.ignore import IgnoreRules
 from runner.lock import ProjectLock, command_line
 from runner.plan import Plan, Verdict, build_plan, explain_changes
@@ -178,22 +179,10 @@ def _input_folder(pattern: str) -> tuple[str, bool]:
     return fixed, True
 
 
-_GLOB_TOKENS = re.compile(r"(\{spec\}|\{name\}|\*\*/|\*\*|\*|\?|\[[^/\]]+\])")
-_GLOB_REGEX = {"{name}": "[^/]+", "**/": "(?:.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}
-
-
 def _glob_regex(pattern: str, spec: str) -> str:
-    """A regex for a workflow glob, with `spec` standing for {spec}. Loose on purpose (a [set] is
-    any character): a path matched by mistake costs a re-plan, one missed would lose an edit."""
-    out = []
-    for token in _GLOB_TOKENS.split(pattern):
-        if token == "{spec}":
-            out.append(spec)
-        elif token.startswith("[") and token.endswith("]"):
-            out.append("[^/]")
-        else:
-            out.append(_GLOB_REGEX.get(token) or re.escape(token))
-    return "".join(out)
+    """A regex for a workflow glob, with `spec` standing for {spec} (any spec folder) and any name
+    for {name} and {task}."""
+    return translate(pattern, {"{spec}": spec, "{name}": "[^/]+", "{task}": "[^/]+"})
 
 
 def _existing_parent(root: Path, folder: str) -> str:

@@ -132,21 +132,17 @@ class TaskTicker:
 
     def complete_rest(self) -> list[str]:
         """Tick every open required task of the assignment (the agent reported it done and verify passed)."""
-        if self.tasks_path is None or not self.tasks_path.exists():
-            return []
-        tasks = load_tasks(self.tasks_path)
-        open_tasks = [
-            t
-            for t in tasks.tasks
-            if not t.checked and not t.optional and (self.allowed is None or t.id in self.allowed)
-        ]
-        return self._tick(open_tasks[::-1])  # children first, so parents tick last
+        return self._tick(self._open()[::-1])  # children first, so parents tick last
 
     def open_tasks(self) -> list[str]:
+        return [t.id for t in self._open()]
+
+    def _open(self) -> list[Task]:
+        """The assignment's required tasks that are not ticked yet, in document order."""
         if self.tasks_path is None or not self.tasks_path.exists():
             return []
         return [
-            t.id
+            t
             for t in load_tasks(self.tasks_path).tasks
             if not t.checked and not t.optional and (self.allowed is None or t.id in self.allowed)
         ]

@@ -4,8 +4,6 @@
    against the fake Messages API of tests/fakeapi.py. Each of N saves rewords the open task in
    tasks.md (written to a temp file and renamed over, as editors do); the time from the save to the
    first model request the fake receives is measured, and the next save waits until watch is idle.
-   Without the agent provider (runner/agents/job.py), a `run:` phase stands in and the time to its
-   `start` event is measured instead; the output says which.
 2. Idle cost. A project with M specs (one `run:` phase each), brought up to date, watched for S
    seconds with nothing happening: CPU time of the `runner watch` process (utime + stime from
    /proc/<pid>/stat, all threads) and its resident memory (VmRSS, and the peak VmHWM).
@@ -18,7 +16,6 @@ Targets: p50 within debounce + 50 ms; idle CPU under 1% of a core; under 100 MB.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
@@ -57,7 +54,6 @@ phases:
 
 # Python caches compiled modules unless told not to (some sandboxes set this); measure the normal case.
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-HAVE_AGENTS = importlib.util.find_spec("runner.agents.job") is not None
 
 
 def write(path: Path, text: str) -> None:
@@ -121,35 +117,25 @@ def latency(saves: int, debounce: int, poll: bool) -> None:
         root = Path(tmp) / "proj"
         write(root / "specs/s/spec.md", "# A spec\n")
         write(root / "specs/s/tasks.md", "- [ ] 1. Task 0\n")
-        if HAVE_AGENTS:
-            write(root / "workflows/w.yaml", AGENT_WORKFLOW)
-            write(root / "agent-os/agents/dev.md", AGENT)
-        else:
-            write(root / "workflows/w.yaml", RUN_WORKFLOW)
+        write(root / "workflows/w.yaml", AGENT_WORKFLOW)
+        write(root / "agent-os/agents/dev.md", AGENT)
         age(root)
         api.respond_with(finish_at_once)
         watch = Watch(root, extra, {**ENV, **api.env()})
         idle = watch.idle(0)
         times = []
         for i in range(1, saves + 1):
-            requests, starts = len(api.requests), len(watch.events("start"))
+            requests = len(api.requests)
             saved = save(root / "specs/s/tasks.md", f"- [ ] 1. Task {i}\n")
-            if HAVE_AGENTS:
-                watch.wait(lambda n=requests: len(api.requests) > n)
-                times.append(api.requests[requests].time - saved)
-            else:
-                watch.wait(lambda n=starts: len(watch.events("start")) > n)
-                # Event times are wall-clock; the save's is converted from the monotonic clock.
-                start = watch.events("start")[starts]["time"]
-                times.append(start - (time.time() - (time.monotonic() - saved)))
+            watch.wait(lambda n=requests: len(api.requests) > n)
+            times.append(api.requests[requests].time - saved)
             idle = watch.idle(idle)
         memory = memory_mb(watch.proc.pid)
         watch.stop()
     ms = [t * 1000 for t in times]
-    what = (
-        "first model request (fake API)" if HAVE_AGENTS else "job start of a run: phase (no agent provider)"
+    print(
+        f"save of tasks.md -> first model request (fake API), {saves} saves, --debounce {debounce}{' --poll' if poll else ''}:"
     )
-    print(f"save of tasks.md -> {what}, {saves} saves, --debounce {debounce}{' --poll' if poll else ''}:")
     print(
         f"  p50 {statistics.median(ms):.0f} ms  p90 {statistics.quantiles(ms, n=10)[8]:.0f} ms  "
         f"min {min(ms):.0f} ms  max {max(ms):.0f} ms  (target p50 <= {debounce + 50} ms)  "

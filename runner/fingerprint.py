@@ -12,13 +12,17 @@ digested without its statuses, for the same reason.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import time
 from pathlib import Path
 
 from runner.state import RACY_NS
+
+try:  # hashlib's own blake2b, without hashlib loading OpenSSL (about 2 ms of every start)
+    from _blake2 import blake2b
+except ImportError:  # not CPython
+    from hashlib import blake2b
 
 MISSING = "-"
 
@@ -34,7 +38,12 @@ def content_digest(data: bytes, name: str = "") -> str:
         data = _CHECKBOX.sub(rb"\1 \2", data)
     elif name in ("features.json", "feature_list.json"):
         data = _without_progress(data)
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
+    return digest_of(data)
+
+
+def digest_of(data: bytes) -> str:
+    """The digest runner uses everywhere: 128-bit BLAKE2b, in hex."""
+    return blake2b(data, digest_size=16).hexdigest()
 
 
 def _without_progress(data: bytes) -> bytes:
@@ -59,7 +68,7 @@ class Fingerprints:
     """Digests of files under `root`, by root-relative posix path."""
 
     def __init__(self, root: Path, known: dict[str, tuple[int, int, int, str, int]]) -> None:
-        self.root = root
+        self.root = os.fspath(root)  # joined thousands of times: a str, not a Path
         self._known = known
         self._memo: dict[str, str] = {}
         self._updates: list[tuple[str, int, int, int, str, int]] = []

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import bisect
 import glob
-import hashlib
 import itertools
 import os
 from collections.abc import Iterable
@@ -31,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from runner.errors import UserError
-from runner.fingerprint import MISSING, Fingerprints
+from runner.fingerprint import MISSING, Fingerprints, digest_of
 from runner.globs import compile_glob, literal_prefix
 from runner.graph import find_cycle, topological_order
 from runner.state import JobRecord, pid_alive
@@ -96,6 +95,7 @@ class Plan:
         self.jobs = jobs  # dependency order
         self.fingerprints = fingerprints
         self.feedback = project.state.feedback()
+        self._root = os.fspath(project.root)  # joined thousands of times: a str, not a Path
         self._globbed: dict[str, list[str]] = {}  # many jobs share a pattern (CLAUDE.md, standards/**)
 
     # --- signatures ---------------------------------------------------------------------------
@@ -114,7 +114,7 @@ class Plan:
             comps["model"] = job.model or ""
         comps["config"] = job.phase.config_digest
         if job.id in self.feedback:
-            comps["feedback"] = hashlib.blake2b(self.feedback[job.id].encode(), digest_size=16).hexdigest()
+            comps["feedback"] = digest_of(self.feedback[job.id].encode())
         for up in job.upstream:
             rec = records.get(up)
             comps["upstream:" + up] = str(rec.stamp) if rec and rec.stamp is not None else "none"
@@ -164,7 +164,7 @@ class Plan:
                 # It finished done, so its tasks were ticked; someone unticked one since.
                 state, reasons = "stale", ["a task of this group was unticked since it ran"]
             if state == "up-to-date":
-                missing = [o for o in job.outputs if not output_exists(self.project.root, o)]
+                missing = [o for o in job.outputs if not output_exists(self._root, o)]
                 if missing:
                     state, reasons = "stale", [f"output {m} is missing" for m in missing]
             if state in ("up-to-date", "stale"):
@@ -234,7 +234,7 @@ def _is_task(job: Job, task: str) -> bool:
 
 def signature(components: dict[str, str]) -> str:
     text = "\n".join(f"{key}\0{components[key]}" for key in sorted(components))
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+    return digest_of(text.encode())
 
 
 def _new_feedback(rec: JobRecord | None, comps: dict[str, str]) -> bool:
@@ -475,7 +475,7 @@ def summarise_groups(task_list: Any) -> list[dict[str, Any]]:
                 "id": group.id,
                 "title": group.title,
                 "line": group.root.line,
-                "digest": hashlib.blake2b(group.text.encode(), digest_size=16).hexdigest(),
+                "digest": digest_of(group.text.encode()),
                 "depends_on": list(group.depends_on),
                 "parallel": "P" in group.root.markers,
                 "section": group.root.section,

@@ -6,12 +6,12 @@ folders, so it never acts on a project you did not point it at.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runner.errors import UserError
+from runner.fingerprint import digest_of
 from runner.specs import Spec, discover_specs
 from runner.state import State
 from runner.workflow import Phase, Workflow, did_you_mean, load_workflow, phase_error
@@ -83,7 +83,7 @@ class Project:
             from runner.workflow import canonical
 
             data = (agent.body + canonical(agent.fields)).encode()
-            digest = self._prompt_digests[key] = hashlib.blake2b(data, digest_size=16).hexdigest()
+            digest = self._prompt_digests[key] = digest_of(data)
         return digest
 
     def model_for(self, phase: Phase, agent: AgentDefinition | None) -> str:

@@ -56,7 +56,7 @@ def discover_specs(root: Path, spec_roots: tuple[str, ...] | list[str]) -> list[
             if other is not None and other.path == rel:
                 found[name] = replace(other, roots=(*other.roots, pattern))
                 continue
-            if name.startswith(".") or not _is_spec(root / rel):
+            if name.startswith(".") or not _is_spec(f"{root}/{rel}"):
                 continue
             if other is not None:
                 raise UserError(
@@ -81,7 +81,7 @@ def _folders(root: Path, pattern: str) -> list[str]:
     return sorted(m.replace(os.sep, "/") for m in matches if (root / m).is_dir())
 
 
-def _is_spec(folder: Path) -> bool:
+def _is_spec(folder: str) -> bool:
     # Usually the first marker exists: one stat per folder rather than a directory listing.
     return any(os.path.exists(os.path.join(folder, marker)) for marker in SPEC_MARKERS)
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 STATE_DIR = ".runner"
 SCHEMA_VERSION = 4
@@ -58,8 +58,7 @@ CREATE TABLE IF NOT EXISTS marks (path TEXT, task_id TEXT, checked INTEGER, at R
 _JOB_COLUMNS = "id, signature, components, status, reason, run_id, stamp, started, finished, pid"
 
 
-@dataclass(frozen=True)
-class JobRecord:
+class JobRecord(NamedTuple):  # a tuple: thousands are read on every run
     id: str
     signature: str
     components_blob: bytes | None
@@ -186,7 +185,7 @@ class State:
     def jobs(self) -> dict[str, JobRecord]:
         with self._lock:
             rows = self._conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs").fetchall()
-        return {r[0]: _record(r) for r in rows}
+        return {r[0]: JobRecord._make(r) for r in rows}
 
     def job(self, job_id: str) -> JobRecord | None:
         with self._lock:
@@ -194,7 +193,7 @@ class State:
                 f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?",
                 (job_id,),
             ).fetchone()
-        return _record(row) if row else None
+        return JobRecord._make(row) if row else None
 
     def start_job(self, job_id: str, signature: str, components: dict[str, str]) -> int:
         """Record that a job starts now; returns the run id. A crash leaves it `running`."""
@@ -288,7 +287,7 @@ class State:
                 f"SELECT {_JOB_COLUMNS} FROM jobs WHERE status = 'running' AND (pid IS NULL OR pid != ?)",
                 (os.getpid(),),
             ).fetchall()
-        return [_record(r) for r in rows]
+        return [JobRecord._make(r) for r in rows]
 
     def feedback(self, *, pending: bool = False) -> dict[str, str]:
         """The latest feedback of each job (review points, rejection notes): part of its signature.
@@ -353,21 +352,6 @@ class State:
             c.executemany("DELETE FROM jobs WHERE id = ?", [(j,) for j in job_ids])
             for table in ("runs", "feedback", "reviews", "approvals"):
                 c.executemany(f"DELETE FROM {table} WHERE job_id = ?", [(j,) for j in job_ids])
-
-
-def _record(row: tuple) -> JobRecord:
-    return JobRecord(
-        id=row[0],
-        signature=row[1],
-        components_blob=row[2],
-        status=row[3],
-        reason=row[4],
-        run_id=row[5],
-        stamp=row[6],
-        started=row[7],
-        finished=row[8],
-        pid=row[9],
-    )
 
 
 def pid_alive(pid: int) -> bool:

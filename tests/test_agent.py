@@ -107,7 +107,9 @@ def test_task_done_in_several_turns_is_ticked_and_recorded(project, api: FakeAnt
     assert run1["tokens"]["input"] + run1["tokens"]["cache_read"] + run1["tokens"]["cache_write"] > 0
     assert run1["cost_usd"] > 0
     kinds = [json.loads(line)["type"] for line in (phase / "1/transcript.jsonl").read_text().splitlines()]
-    assert kinds[:2] == ["job", "start"] and kinds[-2:] == ["finish", "result"] and kinds.count("assistant") == 4
+    assert (
+        kinds[:2] == ["job", "start"] and kinds[-2:] == ["finish", "result"] and kinds.count("assistant") == 4
+    )
 
     again = run(root, api)
     assert again.exit_code == 0 and len(api.requests) == 6  # nothing left to do: no request

@@ -239,4 +239,6 @@ phases:
     log = (root / "artifacts/a-leak/log").read_text()
     assert "key=[REDACTED]" in log and secret not in log
     pid = int(pidfile.read_text())
-    assert wait_for(lambda: not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2])
+    assert wait_for(
+        lambda: not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    )

@@ -55,7 +55,9 @@ def test_replay_runs_a_script_through_the_real_loop_and_tools(project) -> None: 
     assert run["status"] == "done" and run["model"] == "replay" and run["turns"] == 3 and run["cost_usd"] == 0
     log = cli(root, "log", "greet:implement:1").stdout
     assert log.startswith("job greet:implement:1 · agent dev · replay")
-    assert "→ Write" in log and "→ CompleteTask" in log and log.endswith("the agent ended: done\nresult: done\n")
+    assert (
+        "→ Write" in log and "→ CompleteTask" in log and log.endswith("the agent ended: done\nresult: done\n")
+    )
 
 
 def test_a_missing_replay_script_names_the_file(project) -> None:  # type: ignore[no-untyped-def]

@@ -119,16 +119,11 @@ def _compare(a: _Doc, b: _Doc) -> tuple[TasksDiff, dict[int, int]]:
 def _own_lines(doc: _Doc) -> dict[int, list[str]]:
     """Each task's own lines (its item minus sub-tasks): boxes blanked, indentation and blank lines
     ignored (nesting is compared as parents)."""
-    boxes = {t.line - 1: doc.columns[i] + 1 for i, t in enumerate(doc.tasks)}
     own: dict[int, list[str]] = {}
     for li, owner in enumerate(doc.owner):
         if owner < 0:
             continue
-        line = doc.lines[li]
-        col = boxes.get(li)
-        if col is not None:
-            line = line[:col] + " " + line[col + 1 :]
-        line = line.strip()
+        line = doc.wording(li).strip()
         if line:
             own.setdefault(owner, []).append(line)
     return own

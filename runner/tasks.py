@@ -16,6 +16,7 @@ import ctypes
 import difflib
 import errno
 import fcntl
+import functools
 import os
 import re
 import signal
@@ -154,6 +155,20 @@ class _Doc:
     def box(self, i: int) -> str:
         return self.lines[self.tasks[i].line - 1][self.columns[i] + 1]
 
+    def wording(self, li: int) -> str:
+        """Line li with the state in its task box, if it has one, blanked: what the line says."""
+        line = self.lines[li]
+        i = self.box_at.get(li)
+        if i is None:
+            return line
+        col = self.columns[i] + 1
+        return line[:col] + " " + line[col + 1 :]
+
+    @functools.cached_property
+    def box_at(self) -> dict[int, int]:
+        """The task whose box is on each 0-based line."""
+        return {t.line - 1: i for i, t in enumerate(self.tasks)}
+
     def box_offset(self, i: int) -> int:
         """Character offset of the state character inside task i's brackets."""
         return self.line_starts[self.tasks[i].line - 1] + self.columns[i] + 1
@@ -238,14 +253,9 @@ def _group_text(doc: _Doc, indices: list[int]) -> str:
     for i in indices:
         start, end = doc.spans[i]
         lines.update(range(start, end))
-    boxes = {doc.tasks[i].line - 1: doc.columns[i] + 1 for i in indices}
     out = []
     for li in sorted(lines):
-        line = doc.lines[li]
-        col = boxes.get(li)
-        if col is not None:
-            line = line[:col] + " " + line[col + 1 :]
-        line = line.rstrip()
+        line = doc.wording(li).rstrip()
         # Blank lines carry no wording; Kiro leaves runs of them behind when it toggles boxes.
         if line:
             out.append(line + "\n")

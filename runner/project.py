@@ -76,6 +76,15 @@ class Project:
             self._agents[ref] = agent
         return agent
 
+    def _check_model(self, agent: AgentDefinition) -> None:
+        from runner.agents.models import model_problem
+
+        problem = model_problem(agent.model or "inherit", self.workflow.models)
+        if problem:
+            text = agent.path.read_text(encoding="utf-8-sig").splitlines()
+            line = next((i + 1 for i, s in enumerate(text) if s.startswith("model:")), None)
+            raise UserError(problem, path=self.rel(agent.path), line=line)
+
     def prompt_digest(self, agent: AgentDefinition) -> str:
         key = str(agent.path)
         digest = self._prompt_digests.get(key)
@@ -89,6 +98,8 @@ class Project:
     def model_for(self, phase: Phase, agent: AgentDefinition | None) -> str:
         from runner.agents.models import resolve_model
 
+        if agent is not None and agent.model and phase.provider == "anthropic":
+            self._check_model(agent)
         return resolve_model((agent.model if agent else None) or phase.model, self.workflow.models)
 
     # --- tasks ----------------------------------------------------------------------------

@@ -388,6 +388,7 @@ def _assemble(files: list[Path], raws: list[dict]) -> Workflow:
                     line=line_of(path.read_text(encoding="utf-8-sig"), ("phases", name)),
                 )
             phases[name] = _phase(name, path, raw, p)
+    _check_models(files, raws, models)
     order = _dependency_order(phases)
     return Workflow(
         phases={name: phases[name] for name in order},
@@ -396,6 +397,21 @@ def _assemble(files: list[Path], raws: list[dict]) -> Workflow:
         run_budget=Limits(**run_budget),
         git=GitConfig(**git) if git is not None else None,
     )
+
+
+def _check_models(files: list[Path], raws: list[dict], models: dict[str, str]) -> None:
+    """A misspelt model would fail every API call of a run; say so before anything runs."""
+    from runner.agents.models import model_problem
+
+    for path, raw in zip(files, raws, strict=True):
+        for name, p in raw["phases"].items():
+            if (p["provider"] or raw["provider"] or "anthropic") != "anthropic":
+                continue
+            keypath = ("phases", name, "model") if p["model"] else ("model",)
+            problem = model_problem(p["model"] or raw["model"] or "inherit", models)
+            if problem:
+                line = line_of(path.read_text(encoding="utf-8-sig"), keypath)
+                raise UserError(problem, path=_display(path), line=line)
 
 
 def _phase(name: str, path: Path, raw: dict, p: dict) -> Phase:

@@ -88,6 +88,12 @@ def test_phases_come_in_dependency_order_and_inherit_file_defaults(tmp_path: Pat
             ["phases 'a' and 'b' both write o"],
         ),
         ("phases:\n  a:\n    run: x\n    needs: [aa]\n  bb:\n    run: y\n", 4, ["did you mean 'a'"]),
+        (
+            "phases:\n  a:\n    agent: architect\n    model: sonet\n",
+            4,
+            ["'sonet' is not a Claude model", "'sonnet'"],
+        ),
+        ("model: gpt-5\nphases:\n  a:\n    agent: architect\n", 1, ["'gpt-5' is not a Claude model"]),
     ],
 )
 def test_invalid_workflow_is_one_line_naming_file_line_and_key(
@@ -117,6 +123,32 @@ def test_unknown_agent_is_reported_at_its_line_with_exit_2_and_nothing_written(t
         "w.yaml:4:" in result.stderr and "agent 'archtect'" in result.stderr and "architect" in result.stderr
     )
     assert result.stderr.count("\n") == 1
+    assert not (tmp_path / "artifacts").exists()
+
+
+def test_model_names_are_checked_where_claude_reads_them(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        {
+            "workflows/w.yaml": """
+            specs: [specs/*]
+            models: {fast: my-proxy-model}
+            phases:
+              plan: {agent: planner}
+              quick: {agent: architect, model: fast}
+              cli: {agent: helper, provider: command, command: "cat"}
+            """,
+            "agent-os/agents/planner.md": "---\nname: planner\nmodel: claude-opus-4-1@20250805\n---\nPlan.\n",
+            "agent-os/agents/helper.md": "---\nname: helper\nmodel: gpt-5\n---\nHelp.\n",
+            "specs/a/spec.md": "x",
+        },
+    )
+    # Full ids (here Vertex's), `models:` names and other providers' models all pass.
+    assert cli(tmp_path, "status").exit_code == 0
+    write(tmp_path, {"agent-os/agents/planner.md": "---\nname: planner\nmodel: hiaku\n---\nPlan.\n"})
+    result = cli(tmp_path, "run")
+    assert result.exit_code == 2
+    assert "planner.md:3: model 'hiaku' is not a Claude model (did you mean 'haiku'?)" in result.stderr
     assert not (tmp_path / "artifacts").exists()
 
 

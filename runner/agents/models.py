@@ -52,6 +52,22 @@ def resolve_model(name: str | None, overrides: Mapping[str, str] | None = None) 
     return ALIASES.get(name, name)
 
 
+def model_problem(name: str, overrides: Mapping[str, str]) -> str | None:
+    """Why `name` cannot be a Claude model (a typo, most likely), or None when it can be.
+
+    Aliases, `models:` keys and anything naming Claude pass: full ids, dated ids, and the ids of
+    Bedrock and Vertex (`anthropic.claude-...`, `claude-...@2025...`) all contain "claude".
+    """
+    if name == "inherit" or name in ALIASES or name in overrides or "claude" in name.lower():
+        return None
+    from runner.workflow import did_you_mean
+
+    return (
+        f"model '{name}' is not a Claude model{did_you_mean(name, [*ALIASES, *overrides])}: use "
+        f"{', '.join(ALIASES)}, a full id such as {ALIASES['sonnet']}, or a name under `models:` in the workflow"
+    )
+
+
 def price_of(model: str) -> Price:
     """The price of a model id; unknown models are priced as sonnet so budgets still bite."""
     for family, price in _FAMILY_PRICES.items():

@@ -316,3 +316,40 @@ def test_each_seed_plays_the_implementer_in_the_pipeline(
     assert review["verdict"] == "APPROVED"
     if seed.name.startswith("004"):
         assert implement[0].body["model"] == "claude-haiku-5-5"
+
+
+def test_the_tester_agent_can_take_the_test_phase(tmp_path: Path, api: FakeAnthropic) -> None:
+    """docs/workflows.md: swap the test command for the `tester` agent."""
+    root = pipeline_project(tmp_path)
+    workflow = root / "workflows/spec-driven.yaml"
+    command_phase = (
+        '    run: "python -m pytest -q --junitxml artifacts/{name}-test/junit.xml"\n'
+        '    outputs: ["artifacts/{name}-test/junit.xml"]\n'
+    )
+    agent_phase = (
+        "    agent: tester\n"
+        '    inputs: ["artifacts/{name}-implement/implementation.md"]\n'
+        '    outputs: ["artifacts/{name}-test/report.md"]\n'
+    )
+    assert command_phase in workflow.read_text()
+    workflow.write_text(workflow.read_text().replace(command_phase, agent_phase))
+    team = scripted_team()
+    report = "artifacts/example-slugify-test/report.md"
+
+    def answer(rec: Recorded) -> Turn:
+        if not job_of(rec).endswith(":test"):
+            return team(rec)
+        assert "You are the tester" in rec.body["system"][0]["text"]
+        return [
+            turn(tool_use("Bash", {"command": "python -m pytest -q"})),
+            turn(tool_use("Write", {"file_path": report, "content": "python -m pytest -q: 3 passed\n"})),
+            finish("3 passed"),
+        ][step_of(rec)]
+
+    api.respond_with(answer)
+    result = run(root, api)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    ran = requests_of(api, "example-slugify:test")[1].body["messages"][-1]["content"][0]["content"]
+    assert "passed" in ran
+    assert (root / report).read_text() == "python -m pytest -q: 3 passed\n"
+    assert json.loads((root / "artifacts/example-slugify-test/run.json").read_text())["status"] == "done"

@@ -149,7 +149,10 @@ class _Doc:
         task_id = task_id.strip()
         found = self.index.get(task_id)
         if found is None and task_id.endswith(".") and task_id[:-1]:
-            found = self.index.get(task_id[:-1])
+            task_id = task_id[:-1]
+            found = self.index.get(task_id)
+        if found is None and task_id.isdigit():  # Agent OS numbers a group's parent task "1.0"
+            found = self.index.get(task_id + ".0")
         return found
 
     def box(self, i: int) -> str:

@@ -453,6 +453,12 @@ def test_tick_by_kiro_id_with_trailing_dot(tmp_path: Path) -> None:
     assert load_tasks(path).get("3").checked
 
 
+def test_an_agent_os_group_can_be_named_by_its_number(tmp_path: Path) -> None:
+    path = write(tmp_path, "- [ ] 1.0 Group\n  - [ ] 1.1 Step\n- [ ] 2.0 Next\n")
+    assert set_checked(path, "2") is True and set_checked(path, "1.") is True
+    assert path.read_text() == "- [x] 1.0 Group\n  - [ ] 1.1 Step\n- [x] 2.0 Next\n"
+
+
 # --- property-based --------------------------------------------------------------------------------
 
 words = st.text(alphabet="abcdefghij éü日本", min_size=1, max_size=12).map(str.strip).filter(bool)

@@ -115,6 +115,12 @@ def run(
                 dry_run=True,
                 waiting=_waiting(plan, verdicts, phases, task, exclude=set(ids)),
             )
+            from runner.execute import check_credentials
+
+            try:
+                check_credentials(plan, ids)
+            except UserError as e:
+                reporter("note", message=f"a real run would stop here: {e.message}")
             return
         with ProjectLock(project.root, command_line()):
             from runner.errors import terminate_on_signals

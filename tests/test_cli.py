@@ -26,9 +26,12 @@ def test_init_in_an_empty_folder_gives_a_project_that_plans_at_once(tmp_path: Pa
     ):
         assert (tmp_path / rel).is_file(), rel
     assert ".runner/" in (tmp_path / ".gitignore").read_text()
-    dry = cli(tmp_path, "run", "--dry-run")
+    dry = cli(tmp_path, "run", "--dry-run", env={"ANTHROPIC_API_KEY": None, "ANTHROPIC_AUTH_TOKEN": None})
     assert dry.exit_code == 0, dry.stderr
-    planned = [line.split()[0] for line in dry.stdout.splitlines()]
+    *lines, note = dry.stdout.splitlines()
+    assert note.startswith("a real run would stop here: example-slugify:design runs an agent")
+    assert "set ANTHROPIC_API_KEY" in note
+    planned = [line.split()[0] for line in lines]
     assert planned == [
         "example-slugify:design",
         "example-slugify:implement:1.0",

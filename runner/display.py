@@ -239,6 +239,8 @@ class Console:
         if waiting:
             n = len(waiting)
             text += f" · {n} job{'s' if n != 1 else ''} failed or blocked, waiting for a change"
+        if f.get("error"):
+            text += " · nothing runs until the error above is fixed"
         # A re-plan that ran nothing only refreshes the summary line: no new log line.
         if self._finished_since_watching or text != self._watching:
             self._print(text + " (Ctrl-C to stop)")

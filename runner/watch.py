@@ -553,9 +553,10 @@ class Session:
         try:
             step()
         except Exception as e:
-            self._error(str(e) if isinstance(e, UserError) else f"internal error: {type(e).__name__}: {e}")
+            message = str(e) if isinstance(e, UserError) else f"internal error: {type(e).__name__}: {e}"
+            self._error(message)
             if self._batch is None:
-                self._idle()
+                self._idle(error=message)
 
     # --- planning ----------------------------------------------------------------------------------
 
@@ -579,11 +580,12 @@ class Session:
     def _plan(self, *, retry: bool = False) -> None:
         project, plan, verdicts = self._load()
         ids = self._without_loops(plan, plan.select(verdicts, retry=retry))
+        if ids:
+            check_credentials(plan, ids)
+        self._last_error = None  # planned without an error: one reported before has been fixed
         if not ids:
             self._idle(verdicts)
             return
-        check_credentials(plan, ids)
-        self._last_error = None
         executor = Executor(project, self.state, plan, self.emit, parallel=self.parallel)
         self._batch = _Batch(executor, ids, verdicts, self._wake)
 
@@ -604,7 +606,7 @@ class Session:
                 dropped.add(job_id)
         return [j for j in ids if j not in dropped]
 
-    def _idle(self, verdicts: dict[str, Verdict] | None = None) -> None:
+    def _idle(self, verdicts: dict[str, Verdict] | None = None, error: str | None = None) -> None:
         waiting = []
         for job_id, v in (verdicts or {}).items():
             if v.must_run or v.state in ("blocked", "awaiting-approval"):
@@ -614,7 +616,7 @@ class Session:
         self._db_version = self.state.data_version()
         self._streak.clear()
         mode = "poll" if self.watches.polling else "events"
-        self.emit("watching", specs=self._specs_watched, mode=mode, waiting=waiting)
+        self.emit("watching", specs=self._specs_watched, mode=mode, waiting=waiting, error=error)
 
     def _restart_changed(self) -> None:
         """--on-busy restart: cancel the running jobs whose signature changed; the re-plan at the

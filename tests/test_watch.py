@@ -472,9 +472,15 @@ def test_a_broken_workflow_is_reported_and_watching_goes_on(project, watcher, co
     (error,) = w.events("error")
     assert "w.yaml:" in error["message"] and "\n" not in error["message"]
     idle = w.idle(idle)
+    assert w.events("watching")[-1]["error"] == error["message"]  # idle, but not healthy
     # Fixed, with a changed command: the phase's settings changed, so every job runs again.
     (root / "workflows/w.yaml").write_text(good.replace("head -n1", "head -n 1"))
     w.wait(lambda: len(runs(counter)) == 4, "both jobs to run with the fixed workflow")
+    idle = w.idle(idle)
+    assert w.events("watching")[-1]["error"] is None
+    # The same mistake made again is reported again.
+    (root / "workflows/w.yaml").write_text(good.replace("phases:", "phases: [oops"))
+    w.wait(lambda: len(w.events("error")) == 2, "the workflow error, again")
     assert w.proc.poll() is None
 
 

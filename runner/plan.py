@@ -291,12 +291,27 @@ def explain_changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
         elif kind == "model":
             reasons.append(f"model changed from {before or 'none'} to {after or 'none'}")
         elif kind == "config":
-            reasons.append("the phase's settings in the workflow changed")
+            reasons.append(_settings_change(before, after))
         elif kind == "feedback":
             reasons.append("there is review feedback to address")
         else:
             reasons.append(f"{key} changed")
     return reasons or ["signature changed"]
+
+
+def _settings_change(before: str | None, after: str | None) -> str:
+    """Which of the phase's settings changed: the config component is their canonical text."""
+    import ast
+
+    try:
+        old, new = ast.literal_eval(before or ""), ast.literal_eval(after or "")
+    except (ValueError, SyntaxError):
+        old = new = None
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+        if keys:
+            return f"the phase's {', '.join(f'`{k}`' for k in keys)} changed in the workflow"
+    return "the phase's settings in the workflow changed"
 
 
 def output_exists(root: os.PathLike | str, pattern: str) -> bool:

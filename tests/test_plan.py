@@ -123,7 +123,7 @@ def test_config_change_makes_the_phase_stale(project) -> None:  # type: ignore[n
         {"workflows/w.yaml": TWO_PHASES.replace("touch $RUNNER_ARTIFACTS/ok", "touch $RUNNER_ARTIFACTS/ok ")},
     )
     v = verdicts(root)
-    assert v["a:check"] == ("stale", ("the phase's settings in the workflow changed",))
+    assert v["a:check"] == ("stale", ("the phase's `run` changed in the workflow",))
     assert v["a:build"][0] == "up-to-date"
 
 

@@ -2,8 +2,8 @@
 
 A phase with `reviews: <phase>` ends with APPROVED or CHANGES_REQUESTED (the first line of its
 review.md, else its report). With CHANGES_REQUESTED, each numbered point goes to the task groups it
-names (`[Task 1.2]`, `Task 3`, `T012`); points that name none go to every reviewed job, and so do
-all points when none names a task. The feedback is stored in the state database and is part of
+names (`[Task 1.2]`, `Task 3`, `T012`), together with the points that name none; when no point
+names a task, every reviewed job gets them all. The feedback is stored in the state database and is part of
 those jobs' signatures, so they become stale and run again with the feedback filled into their
 prompt ({{feedback}}, {{notes}} or the job message); then the test and review phases after them run
 again. After `max_rounds` rounds of changes the review ends `blocked`, for a person to decide.
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner.tasks import load_tasks
+from runner.tasks import id_forms, load_tasks
 
 if TYPE_CHECKING:
     from runner.execute import JobContext
@@ -29,7 +29,12 @@ if TYPE_CHECKING:
 APPROVED = "APPROVED"
 CHANGES_REQUESTED = "CHANGES_REQUESTED"
 
-_VERDICT = re.compile(r"\b(APPROVED|CHANGES[ _]REQUESTED)\b", re.IGNORECASE)
+# The first line's verdict, after Markdown decoration and a label ("## Verdict: APPROVED").
+_FIRST_LINE = re.compile(
+    r"^[\s#>*_`:-]*(?:(?:verdict|status|decision|review)[\s*_`]*:[\s*_`]*)?(APPROVED|CHANGES[ _]REQUESTED)\b",
+    re.IGNORECASE,
+)
+_SHOUTED = re.compile(r"\b(APPROVED|CHANGES[ _]REQUESTED)\b")
 _POINT = re.compile(r"^\s*(\d+)[.)]\s+(.+)$")
 _TASK_REF = re.compile(r"\bTask\s+([\w.]+)|\[(?:Task\s+)?([\w.]+)\]|\b(T\d+[A-Z]?)\b", re.IGNORECASE)
 
@@ -41,11 +46,22 @@ class Review:
 
 
 def parse_review(text: str) -> Review:
-    """The verdict (the first one written wins) and the numbered points, with their wrapped lines."""
-    m = _VERDICT.search(text)
-    verdict = None
+    """The verdict and the numbered points, with their wrapped lines.
+
+    The verdict is the first line's. A reviewer who put it elsewhere wrote it in capitals; prose
+    ("the parser I approved earlier") is not a verdict, and any CHANGES_REQUESTED beats an APPROVED.
+    """
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    m = _FIRST_LINE.match(first)
+    words = {w.replace(" ", "_") for w in _SHOUTED.findall(text)}
     if m:
-        verdict = APPROVED if m.group(1).upper() == APPROVED else CHANGES_REQUESTED
+        verdict: str | None = APPROVED if m.group(1).upper() == APPROVED else CHANGES_REQUESTED
+    elif CHANGES_REQUESTED in words:
+        verdict = CHANGES_REQUESTED
+    elif APPROVED in words:
+        verdict = APPROVED
+    else:
+        verdict = None
     points: list[str] = []
     for line in text.splitlines():
         numbered = _POINT.match(line)
@@ -59,16 +75,19 @@ def parse_review(text: str) -> Review:
 
 
 def route(points: list[str], groups: dict[str, set[str]]) -> dict[str, list[str]]:
-    """Which points each reviewed job gets: by the task ids a point names, else all of them."""
+    """Which points each reviewed job gets: those naming one of its tasks, plus those naming none.
+
+    Points that name no task ride along with the jobs that run anyway (any of them can act on
+    project-wide advice); only when no point names a task do all the reviewed jobs get them all.
+    """
     named: dict[str, list[str]] = {}
     general: list[str] = []
     for point in points:
-        refs = {(a or b or c).rstrip(".") for a, b, c in _TASK_REF.findall(point)}
+        refs = {form for a, b, c in _TASK_REF.findall(point) for form in id_forms(a or b or c)}
         owners = [g for g, ids in groups.items() if refs & ids]
-        if owners:
-            for g in owners:
-                named.setdefault(g, []).append(point)
-        else:
+        for g in owners:
+            named.setdefault(g, []).append(point)
+        if not owners:
             general.append(point)
     if not named:
         return {g: list(points) for g in groups}

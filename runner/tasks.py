@@ -124,6 +124,19 @@ class TaskGroup:
         return all(t.optional for t in self.tasks)
 
 
+def id_forms(task_id: str) -> tuple[str, ...]:
+    """The ids a reference to a task may mean, best first: Kiro's `2.` is `2`, and a bare number
+    may name an Agent OS group's parent task (`3` -> `3.0`)."""
+    task_id = task_id.strip()
+    forms = [task_id]
+    if task_id.endswith(".") and task_id[:-1]:
+        task_id = task_id[:-1]
+        forms.append(task_id)
+    if task_id.isdigit():
+        forms.append(task_id + ".0")
+    return tuple(forms)
+
+
 def _complete(tasks: Iterable[Task]) -> bool:
     """Every required task is checked; a set of only optional tasks needs all of them checked."""
     tasks = list(tasks)
@@ -146,14 +159,7 @@ class _Doc:
     explicit: tuple[bool, ...]
 
     def find(self, task_id: str) -> int | None:
-        task_id = task_id.strip()
-        found = self.index.get(task_id)
-        if found is None and task_id.endswith(".") and task_id[:-1]:
-            task_id = task_id[:-1]
-            found = self.index.get(task_id)
-        if found is None and task_id.isdigit():  # Agent OS numbers a group's parent task "1.0"
-            found = self.index.get(task_id + ".0")
-        return found
+        return next((self.index[f] for f in id_forms(task_id) if f in self.index), None)
 
     def box(self, i: int) -> str:
         return self.lines[self.tasks[i].line - 1][self.columns[i] + 1]

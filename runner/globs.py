@@ -1,4 +1,5 @@
-"""Globs, one way everywhere: workflow inputs and outputs, the watcher, and the Glob/Grep tools.
+"""Globs, one way everywhere: spec roots, workflow inputs and outputs, the watcher, and the
+Glob/Grep tools.
 
 `*` and `?` stay within one folder, `**` crosses folders (`a/**/b` also matches `a/b`), `[...]`
 is a set (`[!...]` negated), `{a,b}` alternates, `\\` escapes. Paths are root-relative, with `/`.
@@ -6,11 +7,55 @@ is a set (`[!...]` negated), `{a,b}` alternates, `\\` escapes. Paths are root-re
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from functools import lru_cache
 
 _MAGIC = re.compile(r"[*?\[{]")
+_NEVER_SEARCHED = frozenset({".git", ".runner"})
+
+
+def has_magic(pattern: str) -> bool:
+    return _MAGIC.search(pattern) is not None
+
+
+def expand(root: str | os.PathLike[str], pattern: str, *, folders: bool = False) -> list[str]:
+    """The files (or folders) under `root` that `pattern` matches: root-relative, sorted.
+
+    As in a shell, wildcards do not reach into hidden files and folders unless the pattern names
+    one after its fixed part (`.kiro/specs/*` is fine; `**/*.md` skips `.venv/`); `.git/` and
+    `.runner/` are never searched. Without `**`, the walk goes no deeper than the pattern does.
+    """
+    root = os.fspath(root)
+    base = literal_prefix(pattern)
+    base = base[: base.rfind("/") + 1]
+    rest = pattern[len(base) :]
+    depth = None if "**" in rest else rest.count("/")
+    hidden = ("/" + rest).find("/.") >= 0
+    regex = compile_glob(pattern)
+    found: list[str] = []
+
+    def walk(folder: str, level: int) -> None:
+        try:
+            it = os.scandir(os.path.join(root, folder) if folder else root)
+        except OSError:
+            return
+        with it:
+            for entry in it:
+                name = entry.name
+                if name in _NEVER_SEARCHED or (name[0] == "." and not hidden):
+                    continue
+                rel = folder + name
+                is_dir = entry.is_dir()
+                if (is_dir if folders else entry.is_file()) and regex.fullmatch(rel):
+                    found.append(rel)
+                # A `**` walk does not follow links to folders: they may lead back up.
+                if is_dir and (level < depth if depth is not None else not entry.is_symlink()):
+                    walk(rel + "/", level + 1)
+
+    walk(base, 0)
+    return sorted(found)
 
 
 def literal_prefix(pattern: str) -> str:

@@ -22,7 +22,6 @@ Jobs whose inputs match another job's outputs depend on it implicitly, as in mak
 from __future__ import annotations
 
 import bisect
-import glob
 import itertools
 import os
 from collections.abc import Iterable
@@ -31,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from runner.errors import UserError
 from runner.fingerprint import MISSING, Fingerprints, digest_of
-from runner.globs import compile_glob, literal_prefix
+from runner.globs import compile_glob, expand, has_magic, literal_prefix
 from runner.graph import find_cycle, topological_order
 from runner.state import JobRecord, pid_alive
 
@@ -131,7 +130,7 @@ class Plan:
     def input_files(self, job: Job) -> list[str]:
         files: list[str] = []
         for pattern in job.inputs:
-            if glob.has_magic(pattern):
+            if has_magic(pattern):
                 files.extend(self._glob(pattern))
             else:
                 files.append(pattern)
@@ -140,10 +139,7 @@ class Plan:
     def _glob(self, pattern: str) -> list[str]:
         found = self._globbed.get(pattern)
         if found is None:
-            root = self.project.root
-            matches = sorted(glob.glob(pattern, root_dir=root, recursive=True))
-            found = [m.replace(os.sep, "/") for m in matches if os.path.isfile(os.path.join(root, m))]
-            self._globbed[pattern] = found
+            found = self._globbed[pattern] = expand(self._root, pattern)
         return found
 
     def evaluate(self, records: dict[str, JobRecord]) -> dict[str, Verdict]:
@@ -316,8 +312,8 @@ def _settings_change(before: str | None, after: str | None) -> str:
 
 def output_exists(root: os.PathLike | str, pattern: str) -> bool:
     """Whether an output exists (for a glob: whether anything matches it)."""
-    if glob.has_magic(pattern):
-        return bool(glob.glob(pattern, root_dir=root, recursive=True))
+    if has_magic(pattern):
+        return bool(expand(root, pattern))
     return os.path.exists(os.path.join(root, pattern))
 
 
@@ -442,7 +438,7 @@ def _implicit_dependencies(jobs: dict[str, Job]) -> None:
     outputs = sorted(producers)
     for job in jobs.values():
         for pattern in job.inputs:
-            if glob.has_magic(pattern):
+            if has_magic(pattern):
                 found = [p for out in _outputs_matching(pattern, outputs) for p in producers[out]]
             else:
                 found = producers.get(pattern, [])

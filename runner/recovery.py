@@ -8,9 +8,9 @@ removed, so a half-written file never looks up to date.
 from __future__ import annotations
 
 import contextlib
-import glob
 from pathlib import Path
 
+from runner.globs import expand, has_magic
 from runner.project import Project
 from runner.state import State
 
@@ -19,7 +19,7 @@ def remove_outputs_written_since(root: Path, outputs: tuple[str, ...], since: fl
     """make's rule for interrupted targets: a half-written output must not look up to date."""
     removed = []
     for pattern in outputs:
-        names = glob.glob(pattern, root_dir=root, recursive=True) if glob.has_magic(pattern) else [pattern]
+        names = expand(root, pattern) if has_magic(pattern) else [pattern]
         for name in names:
             path = root / name
             with contextlib.suppress(FileNotFoundError):

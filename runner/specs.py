@@ -7,12 +7,12 @@ least one spec document (spec.md, tasks.md, requirements.md, ...), so helper fol
 
 from __future__ import annotations
 
-import glob
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from runner.errors import UserError
+from runner.globs import expand, has_magic
 
 # Files (or folders) whose presence makes a folder a spec.
 SPEC_MARKERS = (
@@ -69,7 +69,7 @@ def discover_specs(root: Path, spec_roots: tuple[str, ...] | list[str]) -> list[
 def _folders(root: Path, pattern: str) -> list[str]:
     pattern = pattern.strip("/")
     parent, _, last = pattern.rpartition("/")
-    if last == "*" and not glob.has_magic(parent):
+    if last == "*" and not has_magic(parent):
         # The common case, a plain folder of specs: one scandir instead of a glob walk.
         try:
             with os.scandir(root / parent if parent else root) as it:
@@ -77,8 +77,7 @@ def _folders(root: Path, pattern: str) -> list[str]:
         except (FileNotFoundError, NotADirectoryError):
             return []
         return [f"{parent}/{n}" if parent else n for n in names]
-    matches = glob.glob(pattern, root_dir=root, recursive=True)
-    return sorted(m.replace(os.sep, "/") for m in matches if (root / m).is_dir())
+    return expand(root, pattern, folders=True)
 
 
 def _is_spec(folder: str) -> bool:

@@ -50,7 +50,7 @@ from runner.agents.definitions import AGENT_DIRS
 from runner.errors import UserError
 from runner.execute import CANCEL_GRACE, Executor, JobResult, check_credentials
 from runner.fingerprint import Fingerprints
-from runner.globs import translate
+from runner.globs import has_magic, translate
 from runner.ignore import IgnoreRules
 from runner.lock import ProjectLock, command_line
 from runner.plan import Plan, Verdict, build_plan, explain_changes
@@ -159,14 +159,10 @@ def _fixed_prefix(pattern: str) -> str:
     """The folder part of a glob before its first wildcard or placeholder."""
     fixed = []
     for part in _clean(pattern).split("/"):
-        if _is_variable(part):
+        if has_magic(part):
             break
         fixed.append(part)
     return "/".join(fixed)
-
-
-def _is_variable(part: str) -> bool:
-    return any(c in part for c in "*?[") or "{spec}" in part or "{name}" in part
 
 
 def _input_folder(pattern: str) -> tuple[str, bool]:

@@ -116,6 +116,34 @@ def test_new_file_matching_a_glob_input_is_a_change(project) -> None:  # type: i
     assert verdicts(root)["b:build"] == ("stale", ("new input specs/b/notes/idea.md",))
 
 
+def test_brace_globs_in_inputs_and_outputs(project) -> None:  # type: ignore[no-untyped-def]
+    root = project(
+        """
+        specs: ["specs/*"]
+        phases:
+          build:
+            inputs: ["{spec}/{spec,plan}.md", "{spec}/**/*.{yaml,yml}"]
+            outputs: ["artifacts/{name}-build/out.{txt,json}"]
+            run: "mkdir -p $RUNNER_ARTIFACTS && cat {spec}/*.md > $RUNNER_ARTIFACTS/out.txt"
+        """,
+        {
+            "specs/a/spec.md": "s",
+            "specs/a/plan.md": "p",
+            "specs/a/x/c.yml": "c",
+            "specs/a/.hidden/h.yml": "h",
+        },
+    )
+    age(root)
+    assert cli(root, "run").exit_code == 0
+    assert verdicts(root)["a:build"][0] == "up-to-date"  # out.txt counts as the output
+    write(root, {"specs/a/plan.md": "p2", "specs/a/x/c.yml": "c2", "specs/a/.hidden/h.yml": "h2"})
+    # As in a shell, a wildcard does not reach into hidden folders.
+    assert verdicts(root)["a:build"] == (
+        "stale",
+        ("input specs/a/plan.md changed", "input specs/a/x/c.yml changed"),
+    )
+
+
 def test_config_change_makes_the_phase_stale(project) -> None:  # type: ignore[no-untyped-def]
     root = two_phase_project(project)
     write(

@@ -554,6 +554,24 @@ def test_glob_errors(root: Path) -> None:
     assert ok(tools.execute("Glob", {"pattern": "*.txt", "path": "undefined"})) == "a.txt"
 
 
+def test_glob_lists_nothing_outside_the_sandbox(root: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("x")
+    (root / "link").symlink_to(outside)
+    put(root, ".git/config", "[core]")
+    put(root, ".runner/state.db", "")
+    put(root, "src/a.py")
+    tools = make_tools(root)
+    assert "outside the project root through a symbolic link" in err(
+        tools.execute("Glob", {"pattern": "link/*"})
+    )
+    for pattern in (".git/*", ".runner/*"):
+        assert "config" not in tools.execute("Glob", {"pattern": pattern}).content
+        assert "state.db" not in tools.execute("Glob", {"pattern": pattern}).content
+    assert ok(tools.execute("Glob", {"pattern": "**/*"})) == "src/a.py"
+
+
 def test_compile_glob() -> None:
     assert compile_glob("**/*.py").fullmatch("a.py")
     assert compile_glob("**/*.py").fullmatch("a/b/c.py")

@@ -8,7 +8,6 @@ write the outputs it must write is `partial` too.
 from __future__ import annotations
 
 import contextlib
-import glob
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -28,6 +27,7 @@ from runner.errors import UserError
 from runner.execute import JobContext, JobResult
 from runner.fsutil import append_line, atomic_write
 from runner.git import Git, GitError, JobCommits, branch_name
+from runner.globs import expand, has_magic
 from runner.implementation import Entry
 from runner.secrets import redact, scrubbed_env, secret_values
 from runner.state import Usage
@@ -130,7 +130,7 @@ def run_agent_job(ctx: JobContext) -> JobResult:
         outcome = run_cli_agent(ctx, f"{rendered.text}\n\n---\n\n{message}", ticker, log)
         changed: set[str] = set()
     else:
-        own = [o for o in job.outputs if not glob.has_magic(o)]
+        own = [o for o in job.outputs if not has_magic(o)]
         tools = Tools(Sandbox(project.root), names=agent.tools, guard=ticker, env=agent_env, outputs=own)
         if tools.unknown:
             log(f"tools this runner does not have, skipped: {', '.join(tools.unknown)}")
@@ -357,7 +357,7 @@ def _written(ctx: JobContext, output: str, changed: set[str]) -> bool:
     """Whether this job wrote an output: with the file tools, or (a shell command, a CLI agent)
     since it started. A copy left from an earlier run does not count."""
     root = ctx.project.root
-    names = glob.glob(output, root_dir=root, recursive=True) if glob.has_magic(output) else [output]
+    names = expand(root, output) if has_magic(output) else [output]
     for name in names:
         if name in changed:
             return True

@@ -808,13 +808,16 @@ class Tools:
             if _GLOB_META.search(part):
                 break
             literal.append(part)
-        start = base.joinpath(*literal) if literal else base
+        start = base
+        if literal:
+            # The fixed folders are a path like any other: no way out, nor into .git/ or .runner/.
+            start = self.sandbox.resolve(self.sandbox.rel(base.joinpath(*literal)))
         if not start.is_dir():
             return []
+        prefix = "/".join(literal) + "/" if literal else ""
         found = []
         for file in self.ignore.walk(start):
-            rel = file.relative_to(base).as_posix()
-            if regex.fullmatch(rel):
+            if regex.fullmatch(prefix + file.relative_to(start).as_posix()):
                 found.append(file)
         return found
 

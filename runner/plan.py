@@ -150,7 +150,13 @@ class Plan:
             sig = signature(comps)
             rec = records.get(job.id)
             waiting = rec is not None and rec.status in ("running", "awaiting-approval")
-            if job.group is not None and job.group.done and not waiting and not _new_feedback(rec, comps):
+            if (
+                job.group is not None
+                and job.group.done
+                and not waiting
+                and not _new_feedback(rec, comps)
+                and not self._left_unfinished(job, rec)
+            ):
                 # Ticked is done, whoever ticked it; untick a task (or review it) to have it run again.
                 verdicts[job.id] = Verdict("up-to-date", ("its tasks are ticked",), sig, comps)
                 continue
@@ -175,6 +181,12 @@ class Plan:
                         state, reasons, retry_only = "stale", [f"upstream {up} will run"], v.retry_only
             verdicts[job.id] = Verdict(state, tuple(reasons), sig, comps, retry_only)
         return verdicts
+
+    def _left_unfinished(self, job: Job, rec: JobRecord | None) -> bool:
+        """A run that ticked its tasks but ended partial, short of an output it must write."""
+        if rec is None or rec.status != "partial":
+            return False
+        return any(not output_exists(self._root, o) for o in job.outputs)
 
     def select(
         self,

@@ -60,6 +60,29 @@ def test_replay_runs_a_script_through_the_real_loop_and_tools(project) -> None: 
     )
 
 
+def test_a_job_short_of_its_own_output_stays_stale_though_it_ticked(project) -> None:  # type: ignore[no-untyped-def]
+    workflow = REPLAY_WORKFLOW.replace(
+        'outputs: ["artifacts/{name}-implement/implementation.md"]',
+        'outputs: ["artifacts/{name}-implement/implementation.md", "notes/{task}.md"]',
+    )
+    root = project(
+        workflow,
+        {
+            "specs/greet/tasks.md": "- [ ] 1. Write hello.txt\n",
+            "agent-os/agents/dev.md": "Do {{task}}",
+            "scripts/greet-1.yaml": SCRIPT_1,  # ticks task 1, but never writes notes/1.md
+        },
+    )
+    assert cli(root, "run").exit_code == 1
+    run = json.loads((root / "artifacts/greet-implement/1/run.json").read_text())
+    assert run["status"] == "partial" and run["reason"] == "reported done but did not write notes/1.md"
+    assert (
+        root / "specs/greet/tasks.md"
+    ).read_text() == "- [x] 1. Write hello.txt\n"  # CompleteTask verified it
+    status = json.loads(cli(root, "status", "--json").stdout)
+    assert [(r["job"], r["state"]) for r in status] == [("greet:implement:1", "stale")]
+
+
 def test_a_missing_replay_script_names_the_file(project) -> None:  # type: ignore[no-untyped-def]
     root = project(REPLAY_WORKFLOW, {"specs/greet/tasks.md": "- [ ] 1. x\n", "agent-os/agents/dev.md": "x"})
     result = cli(root, "run")

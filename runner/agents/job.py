@@ -374,6 +374,9 @@ def _settle(
     status, reason = outcome.status, outcome.reason
     if status != "done":
         return status, reason
+    missing = [o for o in ctx.job.outputs if o.rsplit("/", 1)[-1] not in _NOT_THE_AGENTS and not wrote(o)]
+    if missing:
+        return "partial", f"reported done but did not write {', '.join(missing)}"
     # Only a task job's report covers its tasks; a spec-wide job ticks what it completes explicitly.
     still_open = ticker.open_tasks() if ctx.job.group else []
     if still_open:
@@ -382,9 +385,6 @@ def _settle(
             log(f"reported done, but verify failed; not ticked: {', '.join(still_open)}\n{output}")
             return "partial", f"verify failed; left unticked: {', '.join(still_open)}"
         ticker.complete_rest()
-    missing = [o for o in ctx.job.outputs if o.rsplit("/", 1)[-1] not in _NOT_THE_AGENTS and not wrote(o)]
-    if missing:
-        return "partial", f"reported done but did not write {', '.join(missing)}"
     return "done", None
 
 

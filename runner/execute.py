@@ -27,6 +27,7 @@ from runner.errors import Terminated, UserError
 from runner.plan import Job, Plan, Verdict, dependency_order, output_exists, signature
 from runner.project import Project
 from runner.recovery import remove_outputs_written_since
+from runner.secrets import redact_data, secret_values
 from runner.shell import run_command
 from runner.state import State, Usage
 
@@ -378,28 +379,32 @@ class Executor:
             self.state.feedback_addressed(ctx.job.id)  # later runs of the job need not hear it again
         u = result.usage
         ended = time.time()
+        # Reasons and details quote agents and commands: redacted like everything else on disk.
         write_json(
             ctx.dir / "run.json",
-            {
-                "job": ctx.job.id,
-                "signature": ctx.signature,
-                "status": result.status,
-                "reason": result.reason,
-                "started": _iso(ctx.started),
-                "ended": _iso(ended),
-                "seconds": round(ended - ctx.started, 3),
-                "model": u.model or ctx.job.model,
-                "turns": u.turns,
-                "tokens": {
-                    "input": u.input_tokens,
-                    "output": u.output_tokens,
-                    "cache_read": u.cache_read_tokens,
-                    "cache_write": u.cache_write_tokens,
+            redact_data(
+                {
+                    "job": ctx.job.id,
+                    "signature": ctx.signature,
+                    "status": result.status,
+                    "reason": result.reason,
+                    "started": _iso(ctx.started),
+                    "ended": _iso(ended),
+                    "seconds": round(ended - ctx.started, 3),
+                    "model": u.model or ctx.job.model,
+                    "turns": u.turns,
+                    "tokens": {
+                        "input": u.input_tokens,
+                        "output": u.output_tokens,
+                        "cache_read": u.cache_read_tokens,
+                        "cache_write": u.cache_write_tokens,
+                    },
+                    "cost_usd": round(u.cost_usd, 6),
+                    "ticked": result.ticked,
+                    **result.details,
                 },
-                "cost_usd": round(u.cost_usd, 6),
-                "ticked": result.ticked,
-                **result.details,
-            },
+                secret_values(),
+            ),
         )
         self.emit(
             "finish",

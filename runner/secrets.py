@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from typing import Any
 
 _SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH", "COOKIE", "SESSION")
 _URL_CREDENTIALS = re.compile(r"://[^/@\s]*:[^/@\s]*@")
@@ -52,6 +53,18 @@ def redact(text: str, secrets: list[str]) -> str:
         if value in text:
             text = text.replace(value, REDACTED)
     return _SECRET_SHAPES.sub(REDACTED, text)
+
+
+def redact_data(value: Any, secrets: list[str]) -> Any:
+    """Plain data (dicts, lists, strings) with every string redacted: before it is encoded, since
+    JSON escapes a secret holding a quote or a backslash out of `redact`'s sight."""
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, dict):
+        return {k: redact_data(v, secrets) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_data(v, secrets) for v in value]
+    return value
 
 
 def scrubbed_env(base: Mapping[str, str] | None = None) -> dict[str, str]:

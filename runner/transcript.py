@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.fsutil import append_line
-from runner.secrets import redact, secret_values
+from runner.secrets import redact, redact_data, secret_values
 
 
 class Transcript:
@@ -31,11 +31,10 @@ class Transcript:
         path.write_text("", encoding="utf-8")  # a job's transcript covers its latest run
 
     def write(self, kind: str, **fields: Any) -> None:
-        line = json.dumps(
-            {"type": kind, "time": round(time.time(), 3), **fields}, ensure_ascii=False, default=str
-        )
+        entry = redact_data({"type": kind, "time": round(time.time(), 3), **fields}, self._secrets)
+        line = json.dumps(entry, ensure_ascii=False, default=str)
         with self._lock:
-            append_line(self.path, redact(line, self._secrets))
+            append_line(self.path, redact(line, self._secrets))  # and what `default=str` made text
 
 
 def read_transcript(path: Path) -> Iterator[dict[str, Any]]:

@@ -269,6 +269,25 @@ def test_api_key_never_reaches_the_shell_transcript_or_artifacts(project, api: F
             assert KEY not in path.read_text(errors="replace"), path
 
 
+def test_secrets_the_agent_quotes_are_redacted_everywhere(project, api: FakeAnthropic) -> None:  # type: ignore[no-untyped-def]
+    password = 'hunter2"quoted\\pw'  # JSON escapes both: a redaction after encoding would miss it
+    root = make(
+        project, tasks="- [ ] 1. Only\n", workflow=WORKFLOW.replace('verify: ["test -f hello.txt"]', "")
+    )
+    api.script(
+        turn(tool_use("Bash", {"command": f"echo '{password}' {KEY}"})),
+        turn(tool_use("CompleteTask", {"task_id": "1", "evidence": f"checked with {password} and {KEY}"})),
+        finish(),
+    )
+    env = {"ANTHROPIC_BASE_URL": api.base_url, "ANTHROPIC_API_KEY": KEY, "DB_PASSWORD": password}
+    result = cli(root, "run", "--json", env=env)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    for text in [result.stdout, *(p.read_text() for p in (root / "artifacts").rglob("*") if p.is_file())]:
+        assert KEY not in text and password not in text and json.dumps(password)[1:-1] not in text
+    run_json = json.loads((root / "artifacts/greet-implement/1/run.json").read_text())
+    assert run_json["evidence"] == {"1": "checked with [REDACTED] and [REDACTED]"}
+
+
 def test_unknown_tools_are_logged_once_and_skipped(project, api: FakeAnthropic) -> None:  # type: ignore[no-untyped-def]
     agent = AGENT.replace("tools: Read,", "tools: WebFetch, mcp__playwright__browser_click, Read,")
     root = make(project, agent=agent, tasks="- [ ] 1. Only\n")

@@ -29,7 +29,7 @@ from runner.fsutil import append_line, atomic_write
 from runner.git import Git, GitError, JobCommits, branch_name
 from runner.globs import expand, has_magic
 from runner.implementation import Entry
-from runner.secrets import redact, scrubbed_env, secret_values
+from runner.secrets import redact, redact_data, scrubbed_env, secret_values
 from runner.state import Usage
 from runner.tasks import TaskList, load_tasks
 from runner.transcript import Transcript
@@ -145,7 +145,7 @@ def run_agent_job(ctx: JobContext) -> JobResult:
             transcript,
             limits=_limits(phase.budget, agent.max_turns),
             spend=ctx.spend,
-            emit=ctx.emit,
+            emit=lambda kind, **fields: ctx.emit(kind, **redact_data(fields, log.secrets)),
             stopping=ctx.stopping,
             cancelled=ctx.cancelled,
         )
@@ -412,8 +412,8 @@ def _record(
         "verified": bool(job.phase.verify),  # ticks stood behind verify commands, not just the agent's word
         "verification": verification,
     }
-    evidence = "; ".join(f"{task}: {text}" for task, text in ticker.evidence.items())
-    details["evidence"] = ticker.evidence
+    details["evidence"] = {task: redact(text, log.secrets) for task, text in ticker.evidence.items()}
+    evidence = "; ".join(f"{task}: {text}" for task, text in details["evidence"].items())
     notes = [f"Verification files: {', '.join(f'`{v}`' for v in verification)}"] if verification else []
     notes += [f"Evidence: {evidence}"] if evidence else []
     for out in job.outputs:

@@ -282,8 +282,8 @@ def test_secrets_the_agent_quotes_are_redacted_everywhere(project, api: FakeAnth
     env = {"ANTHROPIC_BASE_URL": api.base_url, "ANTHROPIC_API_KEY": KEY, "DB_PASSWORD": password}
     result = cli(root, "run", "--json", env=env)
     assert result.exit_code == 0, result.stdout + result.stderr
-    for text in [result.stdout, *(p.read_text() for p in (root / "artifacts").rglob("*") if p.is_file())]:
-        assert KEY not in text and password not in text and json.dumps(password)[1:-1] not in text
+    for written in [result.stdout, *(p.read_text() for p in (root / "artifacts").rglob("*") if p.is_file())]:
+        assert KEY not in written and password not in written and json.dumps(password)[1:-1] not in written
     run_json = json.loads((root / "artifacts/greet-implement/1/run.json").read_text())
     assert run_json["evidence"] == {"1": "checked with [REDACTED] and [REDACTED]"}
 

@@ -145,3 +145,26 @@ def test_task_block_uses_the_files_own_line_breaks() -> None:
     )
     block = task_block(tasks, "2.0", "tasks.md")
     assert block.splitlines()[2:] == ["- [ ] 2.0 Next", "  - [ ] 2.1 b"]
+
+
+def test_task_block_keeps_code_with_comments_and_stops_at_the_next_heading() -> None:
+    from runner.agents.context import task_block
+    from runner.tasks import parse_tasks
+
+    text = (
+        "## Task Group 1\n- [ ] 1.0 Set up\n  - [ ] 1.1 Pin the tool\n    ```bash\n    # pin the version\n"
+        "    pip install tool==1.2\n    ```\n  - [ ] 1.2 Check it\n\n**Acceptance Criteria:** it runs\n\n"
+        "## Task Group 2\n- [ ] 2.0 Next\n"
+    )
+    block = task_block(parse_tasks(text), "1.0", "tasks.md").splitlines()
+    assert block[2:] == [
+        "- [ ] 1.0 Set up",
+        "  - [ ] 1.1 Pin the tool",
+        "    ```bash",
+        "    # pin the version",
+        "    pip install tool==1.2",
+        "    ```",
+        "  - [ ] 1.2 Check it",
+        "",
+        "**Acceptance Criteria:** it runs",
+    ]

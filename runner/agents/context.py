@@ -8,10 +8,12 @@ is now, with its details and acceptance criteria.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from runner.tasks import TaskList
 
+_HEADING = re.compile(r" {0,3}#{1,6}(?:[ \t]|$)")  # a Markdown heading, not a shell comment
 SPEC_DOC_SUFFIXES = (".md", ".json", ".yaml", ".yml", ".txt")
 MAX_LISTED = 40
 
@@ -24,8 +26,14 @@ def task_block(tasks: TaskList, group_id: str, rel: str) -> str:
     start = group.root.line - 1
     end = next((line - 1 for line in roots if line > group.root.line), len(lines))
     body: list[str] = []
+    fence = ""
     for line in lines[start:end]:
-        if body and line.lstrip().startswith("#"):
+        stripped = line.lstrip()
+        if fence:
+            fence = "" if stripped.startswith(fence) else fence
+        elif stripped.startswith(("```", "~~~")):
+            fence = stripped[:3]
+        elif body and _HEADING.match(line):
             break
         body.append(line.rstrip())
     while body and not body[-1].strip():

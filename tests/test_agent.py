@@ -115,6 +115,29 @@ def test_task_done_in_several_turns_is_ticked_and_recorded(project, api: FakeAnt
     assert again.exit_code == 0 and len(api.requests) == 6  # nothing left to do: no request
 
 
+def test_a_task_job_cannot_blindly_overwrite_the_phases_shared_record(project, api: FakeAnthropic) -> None:  # type: ignore[no-untyped-def]
+    root = make(project, workflow=WORKFLOW.replace('verify: ["test -f hello.txt"]', ""))
+    impl = "artifacts/greet-implement/implementation.md"
+    api.script(
+        turn(tool_use("CompleteTask", {"task_id": "1", "evidence": "said"})),
+        finish(summary="Said hello."),
+        # Job 2 rewrites the phase's implementation.md, as seed prompts tell agents to.
+        turn(tool_use("Write", {"file_path": impl, "content": "# My notes\n"})),
+        turn(
+            tool_use("Read", {"file_path": impl}),
+            tool_use("Write", {"file_path": impl, "content": "# My notes\n"}),
+        ),
+        turn(tool_use("CompleteTask", {"task_id": "2", "evidence": "said"})),
+        finish(summary="Said goodbye."),
+    )
+    assert run(root, api).exit_code == 0
+    blind = tool_results(api.requests[3])[0]
+    assert blind["is_error"] and "has not been read" in blind["content"]
+    text = (root / impl).read_text()
+    assert text.startswith("# My notes\n")  # the agent's file is kept...
+    assert "### Task 2: Say goodbye" in text and "Said goodbye." in text  # ...with its job's entry
+
+
 def test_prompt_caching_marks_tools_system_and_latest_turn(project, api: FakeAnthropic) -> None:  # type: ignore[no-untyped-def]
     root = make(project, tasks="- [ ] 1. Only\n")
     api.script(turn(tool_use("Read", {"file_path": "specs/greet/spec.md"})), finish("partial", "stopping"))

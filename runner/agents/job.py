@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.agents.context import job_message, task_block
 from runner.agents.loop import AgentLoop, Model, Outcome, Report
@@ -33,6 +33,9 @@ from runner.secrets import redact, redact_data, scrubbed_env, secret_values
 from runner.state import Usage
 from runner.tasks import TaskList, load_tasks
 from runner.transcript import Transcript
+
+if TYPE_CHECKING:
+    from runner.plan import Job
 
 SPEC_FEATURE_FILES = ("features.json", "feature_list.json")
 VERIFY_TIMEOUT = 1800.0  # seconds, unless the phase sets `timeout`
@@ -130,7 +133,7 @@ def run_agent_job(ctx: JobContext) -> JobResult:
         outcome = run_cli_agent(ctx, f"{rendered.text}\n\n---\n\n{message}", ticker, log)
         changed: set[str] = set()
     else:
-        own = [o for o in job.outputs if not has_magic(o)]
+        own = [o for o in _own_outputs(job) if not has_magic(o)]
         tools = Tools(Sandbox(project.root), names=agent.tools, guard=ticker, env=agent_env, outputs=own)
         if tools.unknown:
             log(f"tools this runner does not have, skipped: {', '.join(tools.unknown)}")
@@ -283,7 +286,9 @@ def _record_output(
             limitations=report.limitations,
             reason=reason,
         )
-        missing = record_implementation(path, entry, title=job.spec.name, agent_wrote=agent_wrote)
+        missing = record_implementation(
+            path, entry, title=job.spec.name, agent_wrote=agent_wrote and out in _own_outputs(job)
+        )
         if missing:
             log(f"{out} (written by the agent) lacks the sections: {', '.join(missing)}")
             details["implementation_missing_sections"] = missing
@@ -304,6 +309,17 @@ def _record_output(
             log(f"no feature list to start {out} from (no upstream features.json, no spec features.json)")
         elif job.phase.update_spec_features:
             atomic_write(project.root / job.spec.path / "features.json", path.read_bytes())
+
+
+def _own_outputs(job: Job) -> list[str]:
+    """The outputs no other job writes: all of a spec-wide job's, a task job's `{task}` ones.
+
+    The rest (a phase's implementation.md, its features.json) hold every task job's entry: an
+    agent must Read them before overwriting, and runner adds its job's entry even to a file the
+    agent wrote, so that no task's record goes missing."""
+    if job.group is None:
+        return list(job.outputs)
+    return [o for o, pattern in zip(job.outputs, job.phase.outputs, strict=True) if "{task}" in pattern]
 
 
 def _redacted(outcome: Outcome, secrets: list[str]) -> Outcome:

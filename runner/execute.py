@@ -23,6 +23,7 @@ from typing import Any
 
 from runner.artifacts import job_dir, write_json
 from runner.budget import Limits, RunSpend
+from runner.changes import files_may_change
 from runner.errors import Terminated, UserError
 from runner.plan import Job, Plan, Verdict, dependency_order, output_exists, signature
 from runner.project import Project
@@ -111,14 +112,15 @@ def run_shell_job(ctx: JobContext) -> JobResult:
     with open(ctx.log_path, "wb") as log:
         log.write(f"$ {command}\n".encode())
         log.flush()
-        result = run_command(
-            command,
-            cwd=ctx.project.root,
-            env=ctx.env(),
-            output=log,
-            timeout=phase.timeout,
-            cancelled=ctx.cancelled,
-        )
+        with files_may_change():
+            result = run_command(
+                command,
+                cwd=ctx.project.root,
+                env=ctx.env(),
+                output=log,
+                timeout=phase.timeout,
+                cancelled=ctx.cancelled,
+            )
     where = ctx.project.rel(ctx.log_path)
     if not result.cancelled:
         _record_test_reports(ctx)

@@ -23,6 +23,7 @@ from runner.agents.ticks import TaskTicker, Workspace
 from runner.agents.tools import Tools
 from runner.artifacts import JOB_FILES
 from runner.budget import Limits
+from runner.changes import files_may_change
 from runner.errors import UserError
 from runner.execute import JobContext, JobResult
 from runner.fsutil import append_line, atomic_write
@@ -130,7 +131,8 @@ def run_agent_job(ctx: JobContext) -> JobResult:
     if phase.provider == "command":
         from runner.agents.providers.command import run_cli_agent
 
-        outcome = run_cli_agent(ctx, f"{rendered.text}\n\n---\n\n{message}", ticker, log)
+        with files_may_change():
+            outcome = run_cli_agent(ctx, f"{rendered.text}\n\n---\n\n{message}", ticker, log)
         changed: set[str] = set()
     else:
         own = [o for o in _own_outputs(job) if not has_magic(o)]

@@ -11,7 +11,6 @@ spec's tasks.md are undone after the fact (`reconcile`), keeping any other text 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import tempfile
 import threading
 import time
@@ -19,6 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from runner import changes
 from runner.agents.tools import ToolResult
 from runner.shell import run_command
 from runner.taskguard import TasksDiff, diff_tasks, reconcile
@@ -28,12 +28,10 @@ VERIFY_OUTPUT_CHARS = 4000
 
 
 class Workspace:
-    """The file tools, counting the calls that may change files, in every agent job of this process,
-    so a verify result is reused only while nothing may have changed (parallel jobs included)."""
+    """The file tools, marking the calls that may change files, so that a verify result is reused
+    only while nothing may have changed (parallel jobs included)."""
 
     MUTATING = frozenset({"Write", "Edit", "Bash"})
-    _changes = itertools.count(1)
-    changes = 0  # the number of the latest call that may have changed files, in any job
 
     def __init__(self, tools: Any) -> None:
         self.tools = tools
@@ -42,9 +40,10 @@ class Workspace:
         return self.tools.schemas()
 
     def execute(self, name: str, input: dict[str, Any]) -> ToolResult:
-        if name in self.MUTATING:
-            Workspace.changes = next(Workspace._changes)
-        return self.tools.execute(name, input)
+        if name not in self.MUTATING:
+            return self.tools.execute(name, input)
+        with changes.files_may_change():
+            return self.tools.execute(name, input)
 
 
 class TaskTicker:
@@ -187,7 +186,7 @@ class TaskTicker:
         """Run the phase's verify commands; reuse the last result while no file may have changed."""
         if not self.verify_commands:
             return True, ""
-        stamp = Workspace.changes if self.workspace is not None else -1
+        stamp = changes.current() if self.workspace is not None else -1
         if self._verified is not None and self._verified[0] == stamp >= 0:
             return self._verified[1], self._verified[2]
         ok, output = True, ""

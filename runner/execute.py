@@ -12,6 +12,7 @@ leaves jobs that the next run sees as interrupted (see `recover`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import threading
@@ -354,9 +355,16 @@ class Executor:
                 with open(ctx.dir / "error.txt", "w", encoding="utf-8") as f:
                     traceback.print_exc(file=f)
                 result = JobResult("failed", f"internal error: {type(e).__name__}: {e}")
-            self._record(ctx, result)
-            self._cancel_job.pop(job_id, None)
-            finished.put((job_id, result))
+            try:
+                self._record(ctx, result)
+            except Exception as e:  # a full disk, a locked database: the run must still end
+                result = JobResult("failed", f"could not record the result: {type(e).__name__}: {e}")
+                self.emit("error", message=f"{job_id}: {result.reason}")
+                with contextlib.suppress(Exception):  # so that the next run does not trust it
+                    self.state.finish_job(job_id, run_id, result.status, result.reason)
+            finally:
+                self._cancel_job.pop(job_id, None)
+                finished.put((job_id, result))
 
         threading.Thread(target=work, name=job_id, daemon=True).start()
 

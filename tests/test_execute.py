@@ -61,6 +61,17 @@ def test_command_that_does_not_create_its_output_fails(project) -> None:  # type
     assert "did not create artifacts/a-p/x" in result.stdout
 
 
+def test_a_result_that_cannot_be_recorded_fails_the_job_and_the_run_ends(project) -> None:  # type: ignore[no-untyped-def]
+    wf = 'specs: ["specs/*"]\nphases:\n  p:\n    run: "true"\n'
+    root = project(wf, {"specs/a/spec.md": "x", "artifacts/a-p/run.json/blocker": ""})  # run.json: a folder
+    proc = cli_process(root, "run")
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1, out + err
+    assert "a:p: could not record the result: IsADirectoryError" in out + err
+    status = json.loads(cli(root, "status", "--json").stdout)
+    assert [(r["job"], r["state"]) for r in status] == [("a:p", "failed")]
+
+
 def test_failure_stops_dependants_while_other_specs_go_on(project) -> None:  # type: ignore[no-untyped-def]
     wf = """
 specs: ["specs/*"]

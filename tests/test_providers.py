@@ -144,6 +144,19 @@ def test_command_provider_keeps_verified_own_ticks_and_restores_the_rest(project
     assert "all good" in (root / "artifacts/greet-implement/1/output.log").read_text()
 
 
+def test_a_loosely_typed_report_is_read_as_meant() -> None:
+    from runner.agents.loop import report_from_fields
+
+    status, report = report_from_fields(
+        {"status": "done", "summary": None, "changes": None, "concerns": "one"}
+    )
+    assert status == "done" and report.summary == "" and report.changes == [] and report.concerns == ["one"]
+    status, report = report_from_fields(
+        {"status": "finished", "changes": "src/a.py", "deviations": [1, None]}
+    )
+    assert status == "partial" and report.changes == ["src/a.py"] and report.deviations == ["1"]
+
+
 def test_command_provider_failure_and_timeout(project) -> None:  # type: ignore[no-untyped-def]
     failing = COMMAND_WORKFLOW.replace(f"{sys.executable} agent.py", "echo nope; exit 3")
     root = project(failing, {"specs/greet/tasks.md": TASKS, "agent-os/agents/dev.md": "x"})

@@ -13,7 +13,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -113,6 +113,29 @@ class Report:
     deviations: list[str] = field(default_factory=list)
     limitations: list[str] = field(default_factory=list)
     concerns: list[str] = field(default_factory=list)
+
+
+def report_from_fields(fields: Mapping[str, Any]) -> tuple[str, Report]:
+    """Status and report from Finish's input (or a CLI agent's report.json), however loosely typed."""
+    status = str(fields.get("status") or "done")
+    summary = fields.get("summary")
+    return (status if status in ("done", "partial", "blocked") else "partial"), Report(
+        summary="" if summary is None else str(summary),
+        changes=_strings(fields.get("changes")),
+        deviations=_strings(fields.get("deviations")),
+        limitations=_strings(fields.get("limitations")),
+        concerns=_strings(fields.get("concerns")),
+    )
+
+
+def _strings(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value] if value.strip() else []
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value if v is not None]
+    return [str(value)]
 
 
 _STATUS_LINE = re.compile(r"^\W*status\W*:\W*(READY_FOR_REVIEW|BLOCKED|DONE|COMPLETE|PARTIAL)\b", re.I | re.M)
@@ -322,17 +345,8 @@ class AgentLoop:
             return ToolResult(f"There is no tool named {name!r} here.", is_error=True)
 
     def _finish(self, args: dict[str, Any]) -> Finished:
-        status = str(args.get("status", "done"))
-        if status not in ("done", "partial", "blocked"):
-            status = "partial"
-        self.final_text = str(args.get("summary", ""))
-        self.report = Report(
-            summary=str(args.get("summary", "")),
-            changes=_strings(args.get("changes")),
-            deviations=_strings(args.get("deviations")),
-            limitations=_strings(args.get("limitations")),
-            concerns=_strings(args.get("concerns")),
-        )
+        status, self.report = report_from_fields(args)
+        self.final_text = self.report.summary
         return Finished(status, self.report.summary if status != "done" else None)
 
     # --- bookkeeping ----------------------------------------------------------------------------
@@ -409,11 +423,3 @@ def _summary(args: dict[str, Any]) -> str:
         if key in args:
             return str(args[key])[:80]
     return ""
-
-
-def _strings(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value] if value.strip() else []
-    return [str(v) for v in value]

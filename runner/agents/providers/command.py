@@ -14,7 +14,7 @@ import json
 import time
 from typing import Any
 
-from runner.agents.loop import Outcome, Report, TurnUsage, report_from_text
+from runner.agents.loop import Outcome, Report, TurnUsage, report_from_fields, report_from_text
 from runner.agents.ticks import TaskTicker
 from runner.execute import JobContext
 from runner.shell import run_command
@@ -95,12 +95,5 @@ def _report(path: Any, output_tail: str) -> tuple[str, Report]:
         except ValueError:
             return report_from_text(raw)
         if isinstance(data, dict):
-            status = str(data.get("status", "done"))
-            return (status if status in ("done", "partial", "blocked") else "partial"), Report(
-                summary=str(data.get("summary", "")),
-                changes=[str(c) for c in data.get("changes", [])],
-                deviations=[str(c) for c in data.get("deviations", [])],
-                limitations=[str(c) for c in data.get("limitations", [])],
-                concerns=[str(c) for c in data.get("concerns", [])],
-            )
+            return report_from_fields(data)
     return report_from_text(output_tail)

@@ -95,6 +95,18 @@ def test_front_matter_errors_name_the_line(tmp_path: Path) -> None:
     assert "bad.md:" in str(e.value) and "front matter" in str(e.value)
 
 
+def test_yaml_dates_at_any_depth_become_text(tmp_path: Path) -> None:
+    from runner.state import State
+
+    write(
+        tmp_path,
+        {"agent-os/agents/dev.md": "---\nreviewed: [2024-05-01]\nmeta: {since: 2023-01-02}\n---\nGo."},
+    )
+    state = State.open(tmp_path)  # definitions are cached in the state database, which needs plain data
+    agent = load_agent(tmp_path / "agent-os/agents/dev.md", state.cached)
+    assert agent.fields == {"reviewed": ["2024-05-01"], "meta": {"since": "2023-01-02"}}
+
+
 def test_agent_lookup_order_and_name_field(tmp_path: Path) -> None:
     write(
         tmp_path,

@@ -79,11 +79,18 @@ def _front_matter(path: Path, text: str) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise UserError("front matter must be a YAML mapping (key: value lines)", path=path, line=2)
-    # Dates and other YAML types become strings so the result stays plain, cacheable data.
-    return {
-        str(k): v if isinstance(v, (str, int, float, bool, list, type(None))) else str(v)
-        for k, v in data.items()
-    }
+    return {str(k): _plain(v) for k, v in data.items()}
+
+
+def _plain(value: Any) -> Any:
+    """Dates and other YAML types, at any depth, become strings: the result is cached as plain data."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return str(value)
 
 
 def _simple_front_matter(text: str) -> dict[str, Any] | None:

@@ -437,18 +437,27 @@ def watch(
 @click.argument("job")
 def approve(job: str) -> None:
     """Commit a job that waits for approval, and let its dependants run."""
-    from runner.git import Git, branch_name
+    from runner.git import Git, GitError, branch_name
+    from runner.state import pid_alive
 
     project, state = _open()
     _, paths, message = _pending(state, job)
+    running = [r.id for r in state.left_running() if r.pid is not None and pid_alive(r.pid)]
+    if running:
+        # A checkout moves the work tree under a running agent: its commits would land elsewhere.
+        raise UserError(f"{', '.join(running)} is running; approve {job} once it has finished")
     git = Git(project.root)
     config = project.workflow.git
-    if config is not None:
-        # The held changes travel with a checkout: commit them on the job's own branch.
-        spec, _, rest = job.partition(":")
-        phase, _, task = rest.partition(":")
-        git.switch(branch_name(spec, task or None, phase, config.branch))
-    sha = git.commit(paths, message) if paths else None
+    try:
+        if config is not None:
+            # The held changes travel with a checkout: commit them on the job's own branch.
+            spec, _, rest = job.partition(":")
+            phase, _, task = rest.partition(":")
+            git.switch(branch_name(spec, task or None, phase, config.branch))
+        sha = git.commit(paths, message) if paths else None
+    except GitError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"could not commit {job}: {first}; resolve it in git, then approve again") from None
     state.mark_done(job)
     state.clear_pending_approval(job)
     what = (

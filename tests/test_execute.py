@@ -253,3 +253,27 @@ phases:
     assert wait_for(
         lambda: not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
     )
+
+
+def test_approve_waits_for_running_jobs_and_says_git_trouble_in_one_line(project) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+
+    from runner.state import State
+
+    root = project(
+        'specs: ["specs/*"]\ngit: true\nphases:\n  p:\n    run: "true"\n', {"specs/a/spec.md": "x"}
+    )
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=root, check=True)
+    state = State.open(root)
+    state.set_pending_approval("a:p", [], ["x.txt"], "runner: a")
+    state.start_job("b:p", "sig", {})  # running, in this (live) process
+
+    refused = cli_process(root, "approve", "a:p")
+    _out, err = refused.communicate(timeout=30)
+    assert refused.returncode == 2 and err == "runner: b:p is running; approve a:p once it has finished\n"
+
+    state.finish_job("b:p", 1, "done")
+    failed = cli_process(root, "approve", "a:p")  # x.txt does not exist: git cannot add it
+    _out, err = failed.communicate(timeout=30)
+    assert failed.returncode == 2 and err.startswith("runner: could not commit a:p:") and err.count("\n") == 1
+    assert state.pending_approval("a:p") is not None  # still waiting

@@ -97,7 +97,8 @@ class State:
 
     @classmethod
     def open(cls, root: Path, *, create: bool = True) -> State:
-        """The project's state; with create=False and no database yet, an empty in-memory one."""
+        """The project's state. With create=False (commands that only read) and no database of this
+        version, an empty in-memory one: reading never resets another version's database."""
         path = root / STATE_DIR / "state.db"
         if not create and not path.exists():
             return cls(None, root)
@@ -105,6 +106,9 @@ class State:
         conn = sqlite3.connect(path, timeout=10, check_same_thread=False, isolation_level=None)
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version != SCHEMA_VERSION and not create:
+                conn.close()
+                return cls(None, root)
             if version != SCHEMA_VERSION:
                 conn.execute("PRAGMA journal_mode=WAL")
                 if version:

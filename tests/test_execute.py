@@ -277,3 +277,27 @@ def test_approve_waits_for_running_jobs_and_says_git_trouble_in_one_line(project
     _out, err = failed.communicate(timeout=30)
     assert failed.returncode == 2 and err.startswith("runner: could not commit a:p:") and err.count("\n") == 1
     assert state.pending_approval("a:p") is not None  # still waiting
+
+
+def test_state_of_another_runner_version_is_reset_only_by_a_run(project) -> None:  # type: ignore[no-untyped-def]
+    import sqlite3
+
+    root = project('specs: ["specs/*"]\nphases:\n  p:\n    run: "true"\n', {"specs/a/spec.md": "x"})
+    db = root / ".runner/state.db"
+    db.parent.mkdir()
+    old = sqlite3.connect(db)
+    old.execute("CREATE TABLE jobs_v1 (id TEXT)")
+    old.execute("INSERT INTO jobs_v1 VALUES ('kept')")
+    old.execute("PRAGMA user_version=1")
+    old.commit()
+    old.close()
+
+    def tables() -> list[str]:
+        with sqlite3.connect(db) as conn:
+            return [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+
+    for command in (("status",), ("explain", "a:p"), ("run", "--dry-run")):
+        assert cli(root, *command).exit_code == 0
+        assert tables() == ["jobs_v1"], command  # reading leaves it alone
+    assert cli(root, "run").exit_code == 0
+    assert "jobs_v1" not in tables() and "jobs" in tables()

@@ -306,11 +306,15 @@ class _TickRecord:
         self._ticks: dict[Path, list[list]] = {}  # [done at (None while writing), task id]
         self._lock = threading.Lock()
 
+    KEPT_SECONDS = 86400.0  # a repair asks about ticks since its job began: no job runs for a day
+
     @contextlib.contextmanager
     def ticking(self, path: Path, task_ids: list[str]) -> Iterator[None]:
         entries = [[None, t] for t in task_ids]
+        horizon = time.time() - self.KEPT_SECONDS
         with self._lock:
-            self._ticks.setdefault(path.resolve(), []).extend(entries)
+            kept = [e for e in self._ticks.get(path.resolve(), []) if e[0] is None or e[0] >= horizon]
+            self._ticks[path.resolve()] = kept + entries
         try:
             yield
         finally:

@@ -26,7 +26,7 @@ except ImportError:  # not CPython
 
 MISSING = "-"
 
-_CHECKBOX = re.compile(rb"^([ \t]*(?:[-*+]|\d+[.)])[ \t]+\[)[ xX-](\])", re.MULTILINE)
+_CHECKBOX = re.compile(rb"^([ \t]*(?:>[ \t]?)*[ \t]*(?:[-*+]|\d+[.)])[ \t]+\[)[ xX-](\])", re.MULTILINE)
 
 
 # What a feature list says about progress rather than about the features themselves.

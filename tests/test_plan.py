@@ -302,6 +302,15 @@ phases:
     assert plan.jobs["a:report"].upstream == ["a:build"]
 
 
+def test_ticks_are_progress_not_content_in_block_quotes_too() -> None:
+    from runner.fingerprint import content_digest
+
+    text = b"- [ ] 1. Top\n> - [ ] 2. Quoted\n>> 1. [ ] 3. Deeper\n"
+    ticked = text.replace(b"[ ]", b"[x]")
+    assert content_digest(text, "tasks.md") == content_digest(ticked, "tasks.md")
+    assert content_digest(text, "tasks.md") != content_digest(text.replace(b"Quoted", b"Other"), "tasks.md")
+
+
 def test_feature_statuses_are_progress_not_content() -> None:
     from runner.fingerprint import content_digest
 

@@ -55,7 +55,6 @@ class JobContext:
     state: State
     job: Job
     signature: str
-    components: dict[str, str]
     run_id: int
     phase_dir: Path
     dir: Path  # this job's own folder (run.json, log, transcript)
@@ -184,7 +183,6 @@ class Executor:
         self.results: dict[str, JobResult] = {}
         rb = project.workflow.run_budget
         self.spend = RunSpend(Limits(max_cost_usd=rb.max_cost_usd, max_seconds=rb.max_seconds))
-        self._fp_lock = threading.Lock()
         self._cancelled_at: float | None = None
         self._contexts: dict[str, JobContext] = {}
         self._cancel_job: dict[str, threading.Event] = {}
@@ -313,11 +311,10 @@ class Executor:
 
     def _start(self, job_id: str, finished: queue.Queue, *, position: int, total: int) -> None:
         job = self.plan.jobs[job_id]
-        with self._fp_lock:
-            # Only the upstream records matter (their latest runs); not every job's.
-            records = {up: rec for up in job.upstream if (rec := self.state.job(up)) is not None}
-            comps = self.plan.fresh_components(job, records)
-            self.state.save_file_rows(self.plan.fingerprints.take_updates())
+        # Only the upstream records matter (their latest runs); not every job's.
+        records = {up: rec for up in job.upstream if (rec := self.state.job(up)) is not None}
+        comps = self.plan.fresh_components(job, records)
+        self.state.save_file_rows(self.plan.fingerprints.take_updates())
         sig = signature(comps)
         run_id = self.state.start_job(job_id, sig, comps)
         phase_dir = self.project.artifacts_dir(job.spec, job.phase.name)
@@ -328,7 +325,6 @@ class Executor:
             state=self.state,
             job=job,
             signature=sig,
-            components=comps,
             run_id=run_id,
             phase_dir=phase_dir,
             dir=job_dir(phase_dir, job.task_id),

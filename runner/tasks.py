@@ -209,7 +209,7 @@ class TaskList:
     def __init__(self, doc: _Doc, path: Path | None) -> None:
         self._doc = doc
         self.path = path
-        self.text = doc.text
+        self.text = doc.text  # what was parsed (BOM removed)
         self.tasks: list[Task] = list(doc.tasks)
 
     @property

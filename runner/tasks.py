@@ -574,6 +574,14 @@ def set_checked(path: str | Path, task_id: str, checked: bool = True, *, tick_pa
     return rewrite(shown, tick)
 
 
+def with_ticked(text: str, task_ids: Iterable[str]) -> str:
+    """`text` with the boxes of these tasks ticked: those it has that are not ticked yet."""
+    doc = _document(text)
+    found = [doc.find(t) for t in task_ids]
+    changes = {i: doc.tick_char() for i in found if i is not None and not doc.tasks[i].checked}
+    return doc.with_boxes(changes).text if changes else text
+
+
 def _tick(data: bytes, task_id: str, checked: bool, tick_parents: bool, path: Path) -> bytes:
     bom = data.startswith(codecs.BOM_UTF8)
     doc = _document(_decode(data, path))

@@ -144,6 +144,35 @@ def test_command_provider_keeps_verified_own_ticks_and_restores_the_rest(project
     assert "all good" in (root / "artifacts/greet-implement/1/output.log").read_text()
 
 
+RACING_AGENT = """
+import os, time
+task = os.environ["RUNNER_TASK"]
+os.makedirs("out", exist_ok=True)
+open(f"out/{task}", "w").write("made")
+path = "specs/many/tasks.md"
+time.sleep(0.3)  # the work; the parallel jobs' agents finish about when this one does
+text = open(path).read()
+open(path, "w").write(text.replace(f"- [ ] {task} ", f"- [x] {task} "))  # as `sed -i` would
+print("Status: done")
+"""
+
+
+def test_parallel_cli_agents_ticking_their_own_boxes_keep_each_others_ticks(project) -> None:  # type: ignore[no-untyped-def]
+    workflow = COMMAND_WORKFLOW.replace("agent.py", "racer.py").replace(
+        'verify: ["test -f hello.txt"]', 'verify: ["test -f out/{task}"]'
+    )
+    tasks = "".join(f"- [ ] T00{i} [P] Make {i}\n" for i in range(1, 7))
+    root = project(
+        workflow,
+        {"specs/many/tasks.md": tasks, "agent-os/agents/dev.md": "Do:\n{{task}}", "racer.py": RACING_AGENT},
+    )
+    result = cli(root, "run", "-j", "3")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert (root / "specs/many/tasks.md").read_text() == tasks.replace("[ ]", "[x]")
+    assert result.stdout.count("ticked T001") == 1
+    assert cli(root, "run", "--dry-run").stdout.startswith("nothing to do")
+
+
 def test_a_loosely_typed_report_is_read_as_meant() -> None:
     from runner.agents.loop import report_from_fields
 

@@ -22,7 +22,7 @@ from runner import changes
 from runner.agents.tools import ToolResult
 from runner.shell import run_command
 from runner.taskguard import TasksDiff, diff_tasks, reconcile
-from runner.tasks import Task, TaskList, load_tasks, parse_tasks, rewrite, set_checked
+from runner.tasks import Task, TaskList, load_tasks, parse_tasks, rewrite, set_checked, with_ticked
 
 VERIFY_OUTPUT_CHARS = 4000
 
@@ -170,6 +170,8 @@ class TaskTicker:
             if t.checked and t.id in mine and t.id not in before
         ]
         for task_id in done:
+            if task_id in self.ticked:  # ticked before, lost to a parallel writer, ticked again
+                continue
             self.ticked.append(task_id)
             self.emit("tick", task=task_id, path=self.rel, verified=bool(self.verify_commands))
             self.log(
@@ -242,8 +244,10 @@ class TaskTicker:
         set with `runner check` meanwhile, unticks of other tasks (an untick loses nothing), and
         text outside the tasks. Undone: removed tasks, reworded tasks (the replaced wording goes to
         the job log), and every other tick. What to keep is decided on the file as it is when the
-        repair lands, so a tick made a moment earlier by a parallel job survives. An agent cannot
-        be told apart from a person editing the file by hand at the same moment; `runner check` can.
+        repair lands, so a tick made a moment earlier by a parallel job survives, and one that an
+        agent rewriting the whole file lost is made again. The `verified` ticks count as runner's
+        from here on, for the repairs of parallel jobs. An agent cannot be told apart from a person
+        editing the file by hand at the same moment; `runner check` can.
         """
         assert self.tasks_path is not None
         path = self.tasks_path
@@ -253,20 +257,25 @@ class TaskTicker:
             now = data.decode("utf-8-sig")
             diff = diff_tasks(before, now)
             marks = self.person_marks()
+            unmarked = {t for t, checked in marks.items() if not checked}
             keep = (
-                verified | {t for t, checked in marks.items() if checked} | _RUNNER_TICKS.since(path, since)
+                verified | _RUNNER_TICKS.since(path, since) | {t for t, checked in marks.items() if checked}
             )
             kept_unticks = {t for t in diff.unticked if self.allowed is None or t not in self.allowed}
-            kept_unticks |= {t for t, checked in marks.items() if not checked}
-            only = {t.id for t in parse_tasks(before).tasks} - kept_unticks
+            only = {t.id for t in parse_tasks(before).tasks} - kept_unticks - unmarked
             fixed = reconcile(before, now, allowed_ticks=keep, only=only)[0]
+            # Ticks still being written are their writers' to finish; written ones must not be lost.
+            made = verified | _RUNNER_TICKS.since(path, since, written=True)
+            fixed = with_ticked(fixed, made - unmarked)
             if fixed == now:
                 return data
             undone.append((diff, now))
             bom = b"\xef\xbb\xbf" if data.startswith(b"\xef\xbb\xbf") else b""
             return bom + fixed.encode("utf-8")
 
-        if not rewrite(path, undo) or not undone:
+        with _RUNNER_TICKS.ticking(path, sorted(verified)):
+            changed = rewrite(path, undo)
+        if not changed or not undone:
             return None
         diff, now = undone[-1]
         reworded = parse_tasks(now)
@@ -323,9 +332,11 @@ class _TickRecord:
                 for entry in entries:
                     entry[0] = now
 
-    def since(self, path: Path, t: float) -> set[str]:
+    def since(self, path: Path, t: float, *, written: bool = False) -> set[str]:
+        """Ticks made at `t` or later, and those being made now (unless `written`)."""
         with self._lock:
-            return {task_id for at, task_id in self._ticks.get(path.resolve(), []) if at is None or at >= t}
+            entries = self._ticks.get(path.resolve(), [])
+            return {task_id for at, task_id in entries if (at is None and not written) or (at or 0) >= t}
 
 
 _RUNNER_TICKS = _TickRecord()

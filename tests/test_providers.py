@@ -173,6 +173,15 @@ def test_parallel_cli_agents_ticking_their_own_boxes_keep_each_others_ticks(proj
     assert cli(root, "run", "--dry-run").stdout.startswith("nothing to do")
 
 
+def test_a_final_message_says_its_status_on_a_line_or_in_capitals() -> None:
+    from runner.agents.loop import report_from_text
+
+    assert report_from_text("Done.\n\n**Status:** blocked\nBlocker: no key")[0] == "blocked"
+    assert report_from_text("I cannot do this. Status: BLOCKED - no README template")[0] == "blocked"
+    assert report_from_text("The status: blocked earlier, now fixed; all done.")[0] == "done"
+    assert report_from_text("IMPLEMENTATION COMPLETE\nStatus: READY_FOR_REVIEW")[0] == "done"
+
+
 def test_a_loosely_typed_report_is_read_as_meant() -> None:
     from runner.agents.loop import report_from_fields
 

@@ -139,15 +139,17 @@ def _strings(value: Any) -> list[str]:
 
 
 _STATUS_LINE = re.compile(r"^\W*status\W*:\W*(READY_FOR_REVIEW|BLOCKED|DONE|COMPLETE|PARTIAL)\b", re.I | re.M)
+# Within a sentence ("I cannot. Status: BLOCKED - no template") only the capitalised word counts.
+_STATUS_INLINE = re.compile(r"\b[Ss]tatus\W*:\W*(READY_FOR_REVIEW|BLOCKED|DONE|COMPLETE|PARTIAL)\b")
 
 
 def report_from_text(text: str) -> tuple[str, Report]:
     """Status and report from a final message in the seed prompts' style (no Finish call).
 
-    `Status: BLOCKED` (or a leading BLOCKED) means blocked; `Status: READY_FOR_REVIEW`,
+    `Status: BLOCKED` (on its own line, or mid-sentence in capitals; or a leading BLOCKED) means blocked; `Status: READY_FOR_REVIEW`,
     `IMPLEMENTATION COMPLETE` and `FEEDBACK ADDRESSED` mean done; a plain final answer counts as done.
     """
-    m = _STATUS_LINE.search(text)
+    m = _STATUS_LINE.search(text) or _STATUS_INLINE.search(text)
     word = m.group(1).upper() if m else ""
     if word == "BLOCKED" or (not word and re.match(r"\W*BLOCKED\b", text.strip())):
         status = "blocked"

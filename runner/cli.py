@@ -109,6 +109,7 @@ def run(
             plan, verdicts = _evaluate(project, state, specs)
             ids = plan.select(verdicts, phases=phases, task=task, force=force)
             _note_ticked(reporter, plan, phases, task, force)
+            _note_no_specs(reporter, project)
             reporter(
                 "plan",
                 jobs=[{"job": j, "reasons": list(verdicts[j].reasons) or ["--force"]} for j in ids],
@@ -160,6 +161,7 @@ def run_once(
         plan, verdicts = _evaluate(project, state, specs)
         if first:
             _note_ticked(reporter, plan, phases, task, force)
+            _note_no_specs(reporter, project)
         ids = plan.select(verdicts, phases=phases, task=task, force=force and first, retry=first)
         state.save_file_rows(plan.fingerprints.take_updates())
         if not ids:
@@ -198,6 +200,14 @@ def _waiting(
         and j not in exclude
         and (v.state in ("blocked", "failed", "awaiting-approval") or v.retry_only)
     ]
+
+
+def _note_no_specs(reporter: Any, project: Project) -> None:
+    from runner.specs import SPEC_MARKERS
+
+    if not project.specs:
+        roots, markers = ", ".join(project.workflow.spec_roots), ", ".join(SPEC_MARKERS)
+        reporter("note", message=f"no specs found under {roots} (a spec folder holds one of {markers})")
 
 
 def _note_ticked(reporter: Any, plan: Plan, phases: tuple[str, ...], task: str | None, force: bool) -> None:

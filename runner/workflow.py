@@ -13,6 +13,7 @@ numbers are only looked up (by composing the document again) when there is an er
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,8 @@ BUDGET_KEYS = {"max_turns", "max_cost_usd", "max_seconds"}
 RUN_BUDGET_KEYS = {"max_cost_usd", "max_seconds"}
 GIT_KEYS = {"branch", "approve", "commit"}
 PROVIDERS = ("anthropic", "command", "replay")
+PLACEHOLDERS = ("spec", "name", "task")
+_BRACED = re.compile(r"\{([^{},]*)\}")  # {word}: a placeholder; {a,b} alternates
 DEFAULT_SPEC_ROOTS = ("agent-os/specs/*", "specs/*", ".kiro/specs/*")
 
 
@@ -266,6 +269,9 @@ class _Validator:
             "timeout": self.opt_number(spec, "timeout", kp),
             "description": self.opt_str(spec, "description", kp),
         }
+        for key in ("inputs", "outputs"):
+            for i, pattern in enumerate(out[key]):
+                self.placeholders(pattern, (*kp, key, i), task_job=each == "task")
         overlap = set(out["inputs"]) & set(out["outputs"])
         if overlap:
             raise self.fail(
@@ -274,6 +280,19 @@ class _Validator:
                 "it would rerun after every run of its own",
             )
         return out
+
+    def placeholders(self, pattern: str, kp: tuple, *, task_job: bool) -> None:
+        """`{spce}` is a typo, not a one-way `{a,b}` alternation: say so before it matches nothing."""
+        for m in _BRACED.finditer(pattern):
+            word = m.group(1)
+            if word == "task" and not task_job:
+                raise self.fail(kp, f"{{task}} in {pattern!r} needs `each: task` (one job per task group)")
+            if word not in PLACEHOLDERS:
+                hint = did_you_mean(word, PLACEHOLDERS).replace("'", "")
+                raise self.fail(
+                    kp,
+                    f"unknown placeholder {{{word}}} in {pattern!r}{hint}; use {{spec}}, {{name}} or {{task}}",
+                )
 
     def opt_str(self, data: dict, key: str, kp: tuple) -> str | None:
         value = data.get(key)

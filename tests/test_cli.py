@@ -99,3 +99,12 @@ def test_clean_removes_artifacts_and_state_of_one_spec(project) -> None:  # type
     assert not (root / "artifacts/a-p").exists() and (root / "artifacts/b-p/x").exists()
     states = {r["job"]: r["state"] for r in json.loads(cli(root, "status", "--json").stdout)}
     assert states == {"a:p": "stale", "b:p": "up-to-date"}
+
+
+def test_a_run_that_finds_no_specs_says_where_it_looked(tmp_path: Path) -> None:
+    (tmp_path / "workflows").mkdir()
+    (tmp_path / "workflows/w.yaml").write_text('specs: ["nothing/*"]\nphases:\n  p:\n    run: "true"\n')
+    for args in (("run", "--dry-run"), ("run",)):
+        result = cli(tmp_path, *args)
+        assert result.exit_code == 0
+        assert result.stdout.startswith("no specs found under nothing/* (a spec folder holds one of spec.md,")

@@ -94,6 +94,16 @@ def test_phases_come_in_dependency_order_and_inherit_file_defaults(tmp_path: Pat
             ["'sonet' is not a Claude model", "'sonnet'"],
         ),
         ("model: gpt-5\nphases:\n  a:\n    agent: architect\n", 1, ["'gpt-5' is not a Claude model"]),
+        (
+            "phases:\n  a:\n    run: x\n    inputs:\n      - '{spec}/a.md'\n      - '{spce}/tasks.md'\n",
+            6,
+            ["unknown placeholder {spce}", "did you mean spec"],
+        ),
+        (
+            "phases:\n  a:\n    run: x\n    outputs: ['out/{task}.md']\n",
+            4,
+            ["{task} in 'out/{task}.md' needs `each: task`"],
+        ),
     ],
 )
 def test_invalid_workflow_is_one_line_naming_file_line_and_key(

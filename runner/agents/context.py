@@ -83,13 +83,18 @@ def job_message(
         out.append("You must write: " + ", ".join(agent_outputs))
     if runner_outputs:
         out.append(
-            "Recorded by runner from your Finish report unless you write them yourself: "
-            + ", ".join(runner_outputs)
+            f"Recorded by runner from your {'report' if cli else 'Finish report'} unless you write them "
+            "yourself: " + ", ".join(runner_outputs)
         )
     out += ["", "## Rules of this workspace"]
     commands = "`, `".join(verify)
     if cli:
-        # A CLI agent has its own tools: no CompleteTask, no Finish.
+        # A CLI agent has its own tools: no CompleteTask, no Finish. Prompts written for runner's
+        # loop name them anyway, so say what they stand for here.
+        out.append(
+            "- Your instructions may name the tools CompleteTask and Finish, which you do not have here: "
+            "instead of CompleteTask, tick the task's box; instead of Finish, write the report below."
+        )
         if task_ids:
             out.append(
                 "- When a task is really done, tick its box in tasks.md yourself; runner keeps the tick"

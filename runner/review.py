@@ -7,7 +7,7 @@ names a task, every reviewed job gets them all. The feedback is stored in the st
 those jobs' signatures, so they become stale and run again with the feedback filled into their
 prompt ({{feedback}}, {{notes}} or the job message); then the test and review phases after them run
 again. After `max_rounds` rounds of changes the review ends `blocked`, for a person to decide.
-Every round's review is kept in `artifacts/<spec>-<phase>/round-<n>/`.
+Each round's review is kept in `artifacts/<spec>-<phase>/round-<n>/`, n counting the rounds of one cycle.
 """
 
 from __future__ import annotations
@@ -100,15 +100,14 @@ def feedback_text(review_job: str, round: int, points: list[str]) -> str:
     return "\n".join(lines)
 
 
-def archive_round(phase_dir: Path, files: list[Path]) -> int:
-    """Copy this round's review into round-<n>/; returns n."""
-    n = 1 + sum(1 for p in phase_dir.glob("round-*") if p.is_dir())
+def archive_round(phase_dir: Path, files: list[Path], n: int) -> None:
+    """Copy this round's review into round-<n>/, replacing what an earlier cycle left there."""
     folder = phase_dir / f"round-{n}"
-    folder.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
     for f in files:
         if f.is_file():
             shutil.copy2(f, folder / f.name)
-    return n
 
 
 def reviewed_jobs(project: Project, spec: Spec, phase_name: str) -> dict[str, set[str]]:
@@ -138,7 +137,10 @@ def settle_review(
     review = parse_review(
         review_file.read_text(encoding="utf-8", errors="replace") if review_file else report_text
     )
-    details: dict[str, Any] = {"verdict": review.verdict, "round": archive_round(ctx.phase_dir, files)}
+    # Rounds count the reviews of one cycle, which ends with an approval or with a person stepping in.
+    n = state.review_rounds(job.id) + 1
+    archive_round(ctx.phase_dir, files, n)
+    details: dict[str, Any] = {"verdict": review.verdict, "round": n}
     if review.verdict is None:
         where = project.rel(review_file) if review_file else "its report"
         return (
@@ -149,13 +151,13 @@ def settle_review(
     if review.verdict == APPROVED:
         state.set_review_rounds(job.id, 0)
         return "done", None, details
-    rounds = state.review_rounds(job.id) + 1
-    if rounds > phase.max_rounds:
+    if n > phase.max_rounds:
         state.set_review_rounds(job.id, 0)  # once a person has stepped in, the next review starts afresh
         return "blocked", f"changes still requested after {phase.max_rounds} rounds of fixes", details
     routed = route(review.points or [report_text.strip()], reviewed_jobs(project, job.spec, phase.reviews))
     for target, points in routed.items():
-        state.set_feedback(target, feedback_text(job.id, rounds, points), job.id, rounds)
-    state.set_review_rounds(job.id, rounds)
+        state.set_feedback(target, feedback_text(job.id, n, points), job.id, n)
+    state.set_review_rounds(job.id, n)
     details["feedback_to"] = sorted(routed)
-    return "done", None, details
+    jobs = ", ".join(sorted(routed))
+    return "done", f"changes requested (round {n} of {phase.max_rounds}), for {jobs}", details

@@ -202,6 +202,7 @@ def test_the_default_pipeline_with_a_review_round_and_git(tmp_path: Path, api: F
         "Review round" in r.body["system"][0]["text"]
         for r in requests_of(api, "example-slugify:implement:1.0")
     )
+    assert "done      changes requested (round 1 of 2), for example-slugify:implement:2.0" in result.stdout
     assert (art / "example-slugify-review/round-1/review.md").read_text().startswith("CHANGES_REQUESTED")
     assert (art / "example-slugify-review/round-2/review.md").read_text() == "APPROVED\n"
     review = json.loads((art / "example-slugify-review/run.json").read_text())

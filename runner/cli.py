@@ -392,12 +392,15 @@ def log(job: str) -> None:
         groups = ", ".join(f"{job}:{g.id}" for g in project.task_groups(spec)) or "none yet"
         raise UserError(f"{job} is a phase of task jobs; name one: {groups}")
     folder = job_dir(project.artifacts_dir(spec, parts[1]), parts[2] if len(parts) > 2 else None)
-    transcript, log_file = folder / "transcript.jsonl", folder / "log"
+    transcript, log_file, output = folder / "transcript.jsonl", folder / "log", folder / "output.log"
     if transcript.exists():
         for line in render_transcript(transcript):
             click.echo(line)
     elif log_file.exists():
         click.echo(log_file.read_text(encoding="utf-8", errors="replace"), nl=False)
+        if output.exists():  # a CLI agent's own words, next to what runner did around it
+            click.echo(f"--- the agent's output ({project.rel(output)}) ---")
+            click.echo(output.read_text(encoding="utf-8", errors="replace"), nl=False)
     else:
         raise UserError(f"{job} has no transcript or log yet (looked in {project.rel(folder)})")
 

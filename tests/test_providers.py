@@ -142,6 +142,11 @@ def test_command_provider_keeps_verified_own_ticks_and_restores_the_rest(project
     log = (root / "artifacts/greet-implement/1/log").read_text()
     assert "removed task 2" in log and "ticked task" in log
     assert "all good" in (root / "artifacts/greet-implement/1/output.log").read_text()
+    shown = cli(root, "log", "greet:implement:1").stdout
+    assert (
+        shown.startswith(log)
+        and "--- the agent's output (artifacts/greet-implement/1/output.log) ---\nall good" in shown
+    )
 
 
 RACING_AGENT = """

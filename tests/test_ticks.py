@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runner.agents.ticks import TaskTicker, Workspace
+from runner.agents.ticks import TaskTicker
 from runner.changes import files_may_change
 
 
@@ -12,7 +12,6 @@ def test_a_verify_result_lasts_until_files_may_have_changed(tmp_path: Path) -> N
     ticker = TaskTicker(
         root=tmp_path, tasks_path=None, guarded=set(), allowed=None, verify=["echo ran >> runs"], env={}
     )
-    ticker.workspace = Workspace(tools=None)
 
     def runs() -> int:
         return len((tmp_path / "runs").read_text().splitlines())

@@ -8,6 +8,7 @@ write the outputs it must write is `partial` too.
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -23,7 +24,6 @@ from runner.agents.ticks import TaskTicker, Workspace
 from runner.agents.tools import Tools
 from runner.artifacts import JOB_FILES
 from runner.budget import Limits
-from runner.changes import files_may_change
 from runner.errors import UserError
 from runner.execute import JobContext, JobResult
 from runner.fsutil import append_line, atomic_write
@@ -43,6 +43,8 @@ VERIFY_TIMEOUT = 1800.0  # seconds, unless the phase sets `timeout`
 # Written by runner from the job's report when the agent does not write them itself.
 RUNNER_OUTPUTS = ("implementation.md", "features.json")
 _NOT_THE_AGENTS = (*RUNNER_OUTPUTS, *JOB_FILES)
+# Not work to list under "Files changed": what running the code leaves behind (ticks are listed apart).
+_BYTECODE = re.compile(r"(^|/)__pycache__/|\.py[co]$")
 
 
 class JobLog:
@@ -131,8 +133,7 @@ def run_agent_job(ctx: JobContext) -> JobResult:
     if phase.provider == "command":
         from runner.agents.providers.command import run_cli_agent
 
-        with files_may_change():
-            outcome = run_cli_agent(ctx, f"{rendered.text}\n\n---\n\n{message}", ticker, log)
+        outcome = run_cli_agent(ctx, f"{rendered.text}\n\n---\n\n{message}", ticker, log)
         changed: set[str] = set()
     else:
         own = [o for o in _own_outputs(job) if not has_magic(o)]
@@ -140,7 +141,6 @@ def run_agent_job(ctx: JobContext) -> JobResult:
         if tools.unknown:
             log(f"tools this runner does not have, skipped: {', '.join(tools.unknown)}")
         workspace = Workspace(tools)
-        ticker.workspace = workspace
         transcript = Transcript(ctx.dir / "transcript.jsonl")
         transcript.write("job", job=job.id, agent=agent.name, provider=phase.provider, model=job.model)
         loop = AgentLoop(
@@ -282,7 +282,8 @@ def _record_output(
             task_id=job.task_id,
             title=job.group.title if job.group else job.phase.name,
             status=status,
-            files=sorted(changed) or report.changes,
+            files=sorted(f for f in changed if f != job.spec.tasks_path and not _BYTECODE.search(f))
+            or report.changes,
             summary="\n\n".join([report.summary, *notes]).strip(),
             deviations=report.deviations,
             limitations=report.limitations,
@@ -398,9 +399,8 @@ def _settle(
     # Only a task job's report covers its tasks; a spec-wide job ticks what it completes explicitly.
     still_open = ticker.open_tasks() if ctx.job.group else []
     if still_open:
-        ok, output = ticker.verify()
-        if not ok:
-            log(f"reported done, but verify failed; not ticked: {', '.join(still_open)}\n{output}")
+        if not ticker.verify()[0]:
+            log(f"reported done, but verify failed (output above); not ticked: {', '.join(still_open)}")
             return "partial", f"verify failed; left unticked: {', '.join(still_open)}"
         ticker.complete_rest()
     return "done", None

@@ -56,7 +56,6 @@ class TaskTicker:
         allowed: set[str] | None,
         verify: list[str],
         env: Mapping[str, str],
-        workspace: Workspace | None = None,
         log: Callable[[str], None] = lambda line: None,
         emit: Callable[..., None] = lambda kind, **f: None,
         on_tick: Callable[[list[str]], None] = lambda task_ids: None,
@@ -71,7 +70,6 @@ class TaskTicker:
         self.allowed = allowed  # None: any task of the spec
         self.verify_commands = verify
         self.env = env
-        self.workspace = workspace
         self.log = log
         self.emit = emit
         self.on_tick = on_tick
@@ -188,8 +186,8 @@ class TaskTicker:
         """Run the phase's verify commands; reuse the last result while no file may have changed."""
         if not self.verify_commands:
             return True, ""
-        stamp = changes.current() if self.workspace is not None else -1
-        if self._verified is not None and self._verified[0] == stamp >= 0:
+        stamp = changes.current()
+        if self._verified is not None and self._verified[0] == stamp:
             return self._verified[1], self._verified[2]
         ok, output = True, ""
         for command in self.verify_commands:

@@ -16,6 +16,7 @@ from typing import Any
 
 from runner.agents.loop import Outcome, Report, TurnUsage, report_from_fields, report_from_text
 from runner.agents.ticks import TaskTicker
+from runner.changes import files_may_change
 from runner.execute import JobContext
 from runner.shell import run_command
 from runner.taskguard import diff_tasks
@@ -39,7 +40,7 @@ def run_cli_agent(ctx: JobContext, prompt: str, ticker: TaskTicker, log: Any) ->
     before = tasks_path.read_text(encoding="utf-8-sig") if tasks_path and tasks_path.exists() else None
     timeout = phase.timeout or phase.budget.max_seconds
     log(f"$ {command}")
-    with open(ctx.dir / "output.log", "wb") as out:
+    with open(ctx.dir / "output.log", "wb") as out, files_may_change():
         result = run_command(
             command,
             cwd=ctx.project.root,
@@ -73,10 +74,10 @@ def _reconcile_tasks(ticker: TaskTicker, before: str, started: float, log: Any) 
         return
     diff = diff_tasks(before, after)
     claimed = {t for t in diff.ticked if ticker.allowed is None or t in ticker.allowed}
-    verified, output = ticker.verify() if claimed else (True, "")
+    verified = ticker.verify()[0] if claimed else True
     keep = claimed if verified else set()
     if claimed and not verified:
-        log(f"verify failed, so the agent's ticks of {', '.join(sorted(claimed))} are undone:\n{output}")
+        log(f"verify failed (output above), so the agent's ticks of {', '.join(sorted(claimed))} are undone")
     if ticker.repair(before, started, verified=keep) is not None:
         kept = "verified ticks of its own tasks" if ticker.verify_commands else "ticks of its own tasks"
         log(f"the agent changed tasks.md ({diff.describe()}); kept only {kept}")

@@ -85,7 +85,15 @@ def _evaluate(project: Project, state: State, specs: tuple[str, ...] = ()) -> tu
     "--task", "task", metavar="ID", help="Only the job of this task (with --phase, or the each-task phase)."
 )
 @click.option("--notes", default="", help="Notes for the agents ({{notes}} in prompts).")
-@click.option("-j", "--jobs", "parallel", default=1, show_default=True, help="Jobs to run at once.")
+@click.option(
+    "-j",
+    "--jobs",
+    "parallel",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Jobs to run at once.",
+)
 @click.option("-n", "--dry-run", is_flag=True, help="Show what would run, and why; run nothing.")
 @click.option("--force", is_flag=True, help="Run the selected jobs even if up to date or blocked.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON event per line.")
@@ -411,7 +419,12 @@ def log(job: str) -> None:
 @main.command()
 @click.argument("specs", nargs=-1)
 @click.option(
-    "--debounce", default=100, show_default=True, metavar="MS", help="Quiet time before re-planning."
+    "--debounce",
+    default=100,
+    show_default=True,
+    type=click.IntRange(min=0),
+    metavar="MS",
+    help="Quiet time before re-planning.",
 )
 @click.option(
     "--on-busy",
@@ -421,7 +434,15 @@ def log(job: str) -> None:
     help="When inputs of a running job change: re-plan after it ends, or restart it.",
 )
 @click.option("--poll", is_flag=True, help="Poll instead of using OS events (network and container mounts).")
-@click.option("-j", "--jobs", "parallel", default=1, show_default=True, help="Jobs to run at once.")
+@click.option(
+    "-j",
+    "--jobs",
+    "parallel",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Jobs to run at once.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON event per line.")
 def watch(
     specs: tuple[str, ...], debounce: int, on_busy: str, poll: bool, parallel: int, as_json: bool
@@ -559,10 +580,15 @@ def uncheck(path: str, task_id: str) -> None:
 
 def _set_checked(path: str, task_id: str, checked: bool) -> None:
     from runner.state import STATE_DIR, State
-    from runner.tasks import set_checked
+    from runner.tasks import load_tasks, set_checked
 
     file = _path(path)
-    changed = set_checked(file, task_id, checked)
+    try:
+        changed = set_checked(file, task_id, checked)
+    except UserError as e:
+        e.path = path  # as the user wrote it
+        raise
+    task_id = load_tasks(file).get(task_id).id  # `2` may have named `2.0`
     root = _root()
     if changed and (root / STATE_DIR).is_dir() and file.resolve().is_relative_to(root):
         # An agent job running now must not take this for its own edit and undo it.
@@ -574,7 +600,9 @@ def _set_checked(path: str, task_id: str, checked: bool) -> None:
 def _path(path: str) -> Path:
     p = Path(path)
     p = p if p.is_absolute() else _root() / p
-    if p.is_dir() and (p / "tasks.md").is_file():
+    if p.is_dir():
+        if not (p / "tasks.md").is_file():
+            raise UserError(f"{path} is a folder without a tasks.md; name a spec folder or a tasks.md file")
         p = p / "tasks.md"
     if not p.is_file():
         raise UserError(f"no such file: {path}")

@@ -264,7 +264,8 @@ def _judge(rec: JobRecord | None, sig: str, comps: dict[str, str]) -> tuple[str,
         return "blocked", [rec.reason or "the agent reported BLOCKED"]
     if rec.status != "done":
         state = "failed" if rec.status == "failed" else "stale"
-        return state, [f"last run {rec.status}" + (f": {rec.reason}" if rec.reason else "")]
+        said = f": {rec.reason}" if rec.reason and rec.reason != rec.status else ""
+        return state, [f"last run {rec.status}{said}"]
     return "up-to-date", []
 
 

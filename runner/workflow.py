@@ -112,7 +112,9 @@ class Workflow:
             return self.phases[name]
         except KeyError:
             known = ", ".join(self.phases) or "none"
-            raise UserError(f"no phase named '{name}' (phases: {known})") from None
+            raise UserError(
+                f"no phase named '{name}'{did_you_mean(name, self.phases)} (phases: {known})"
+            ) from None
 
 
 def workflow_files(root: Path) -> list[Path]:
@@ -249,6 +251,12 @@ class _Validator:
             raise self.fail((*kp, "each"), f"phase '{name}': each must be 'task', not '{each}'")
         if each and "run" in spec:
             raise self.fail((*kp, "each"), f"phase '{name}': 'each: task' needs an agent, not a run command")
+        if "verify" in spec and "run" in spec:
+            raise self.fail(
+                (*kp, "verify"),
+                f"phase '{name}': verify checks an agent's work before ticking; a run command's exit code "
+                "is its check (add the checks to the command)",
+            )
         out = {
             "agent": self.opt_str(spec, "agent", kp),
             "run": self.opt_str(spec, "run", kp),

@@ -108,3 +108,31 @@ def test_a_run_that_finds_no_specs_says_where_it_looked(tmp_path: Path) -> None:
         result = cli(tmp_path, *args)
         assert result.exit_code == 0
         assert result.stdout.startswith("no specs found under nothing/* (a spec folder holds one of spec.md,")
+
+
+def test_check_uncheck_and_tasks_from_the_command_line(tmp_path: Path) -> None:
+    spec = tmp_path / "agent-os/specs/s"
+    spec.mkdir(parents=True)
+    text = "## Task Group 1\n- [ ] 1.0 Build\n  - [ ] 1.1 Step\n- [ ] 2.0 Ship\n"
+    (spec / "tasks.md").write_text(text)
+    assert cli(tmp_path, "check", "agent-os/specs/s/tasks.md", "2").stdout == "ticked 2.0\n"
+    assert cli(tmp_path, "check", "agent-os/specs/s/tasks.md", "2.0").stdout == "2.0 was already ticked\n"
+    unknown = cli(tmp_path, "check", "agent-os/specs/s/tasks.md", "9.9")
+    assert unknown.exit_code == 2 and unknown.stderr.startswith(
+        "runner: agent-os/specs/s/tasks.md: no task with id '9.9'"
+    )
+    assert cli(tmp_path, "uncheck", "agent-os/specs/s/tasks.md", "2.0").stdout == "unticked 2.0\n"
+    assert (spec / "tasks.md").read_text() == text
+    listed = cli(tmp_path, "tasks", "agent-os/specs/s").stdout.splitlines()
+    assert listed == ["    2  [ ] 1.0  Build", "    3  [ ]   1.1  Step", "    4  [ ] 2.0  Ship"]
+    folder = cli(tmp_path, "tasks", "agent-os/specs")
+    assert folder.exit_code == 2 and "agent-os/specs is a folder without a tasks.md" in folder.stderr
+
+
+def test_option_values_are_checked(tmp_path: Path) -> None:
+    (tmp_path / "workflows").mkdir()
+    (tmp_path / "workflows/w.yaml").write_text('specs: ["specs/*"]\nphases:\n  build:\n    run: "true"\n')
+    assert cli(tmp_path, "run", "-j", "0").exit_code == 2
+    assert cli(tmp_path, "watch", "--debounce", "-5").exit_code == 2
+    typo = cli(tmp_path, "run", "--phase", "biuld")
+    assert typo.exit_code == 2 and "no phase named 'biuld' (did you mean 'build'?)" in typo.stderr

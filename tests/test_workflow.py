@@ -104,6 +104,7 @@ def test_phases_come_in_dependency_order_and_inherit_file_defaults(tmp_path: Pat
             4,
             ["{task} in 'out/{task}.md' needs `each: task`"],
         ),
+        ("phases:\n  a:\n    run: x\n    verify: [pytest]\n", 4, ["verify checks an agent's work"]),
     ],
 )
 def test_invalid_workflow_is_one_line_naming_file_line_and_key(

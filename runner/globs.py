@@ -20,6 +20,12 @@ def has_magic(pattern: str) -> bool:
     return _MAGIC.search(pattern) is not None
 
 
+def fixed_folder(pattern: str) -> str:
+    """The folders a pattern starts with, before any wildcard: every match lies below them."""
+    prefix = literal_prefix(pattern)
+    return prefix[: prefix.rfind("/")] if "/" in prefix else ""
+
+
 def expand(root: str | os.PathLike[str], pattern: str, *, folders: bool = False) -> list[str]:
     """The files (or folders) under `root` that `pattern` matches: root-relative, sorted.
 
@@ -28,8 +34,8 @@ def expand(root: str | os.PathLike[str], pattern: str, *, folders: bool = False)
     `.runner/` are never searched. Without `**`, the walk goes no deeper than the pattern does.
     """
     root = os.fspath(root)
-    base = literal_prefix(pattern)
-    base = base[: base.rfind("/") + 1]
+    base = fixed_folder(pattern)
+    base = base + "/" if base else ""
     rest = pattern[len(base) :]
     depth = None if "**" in rest else rest.count("/")
     hidden = ("/" + rest).find("/.") >= 0

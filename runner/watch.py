@@ -50,7 +50,7 @@ from runner.agents.definitions import AGENT_DIRS
 from runner.errors import UserError
 from runner.execute import CANCEL_GRACE, Executor, JobResult, check_credentials
 from runner.fingerprint import Fingerprints
-from runner.globs import has_magic, translate
+from runner.globs import fixed_folder, has_magic, translate
 from runner.ignore import IgnoreRules
 from runner.lock import ProjectLock, command_line
 from runner.plan import Plan, Verdict, build_plan, explain_changes
@@ -156,13 +156,9 @@ def _clean(pattern: str) -> str:
 
 
 def _fixed_prefix(pattern: str) -> str:
-    """The folder part of a glob before its first wildcard or placeholder."""
-    fixed = []
-    for part in _clean(pattern).split("/"):
-        if has_magic(part):
-            break
-        fixed.append(part)
-    return "/".join(fixed)
+    """The folder part of a glob before its first wildcard or placeholder (a literal path whole)."""
+    pattern = _clean(pattern)
+    return fixed_folder(pattern) if has_magic(pattern) else pattern
 
 
 def _input_folder(pattern: str) -> tuple[str, bool]:

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 from runner.agents.sandbox import Sandbox, SandboxError
 from runner.fsutil import atomic_write
-from runner.globs import compile_glob
+from runner.globs import compile_glob, fixed_folder
 from runner.ignore import IgnoreRules
 from runner.secrets import scrubbed_env
 
@@ -426,8 +426,6 @@ def _split_top_level_commas(text: str) -> list[str]:
     return [p.strip() for p in parts if p.strip()]
 
 
-_GLOB_META = re.compile(r"[*?\[{\\]")
-
 # ripgrep's names for the common file types.
 FILE_TYPES: dict[str, tuple[str, ...]] = {
     "c": ("*.c", "*.h"),
@@ -801,20 +799,15 @@ class Tools:
 
     def _glob_files(self, base: Path, pattern: str) -> list[Path]:
         regex = compile_glob(pattern)
-        # Walk only below the pattern's literal leading folders (`src/**/*.ts` walks `src`).
-        parts = pattern.split("/")
-        literal: list[str] = []
-        for part in parts[:-1]:
-            if _GLOB_META.search(part):
-                break
-            literal.append(part)
+        # Walk only below the pattern's fixed folders (`src/**/*.ts` walks `src`).
+        folder = fixed_folder(pattern)
         start = base
-        if literal:
+        if folder:
             # The fixed folders are a path like any other: no way out, nor into .git/ or .runner/.
-            start = self.sandbox.resolve(self.sandbox.rel(base.joinpath(*literal)))
+            start = self.sandbox.resolve(self.sandbox.rel(base / folder))
         if not start.is_dir():
             return []
-        prefix = "/".join(literal) + "/" if literal else ""
+        prefix = folder + "/" if folder else ""
         found = []
         for file in self.ignore.walk(start):
             if regex.fullmatch(prefix + file.relative_to(start).as_posix()):

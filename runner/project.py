@@ -105,7 +105,8 @@ class Project:
     # --- tasks ----------------------------------------------------------------------------
 
     def task_groups(self, spec: Spec) -> list[GroupInfo]:
-        """The open task groups of a spec's tasks.md (none when it has no tasks.md)."""
+        """The task groups of a spec's tasks.md, ticked ones too, without optional ones (none when it
+        has no tasks.md)."""
         from runner.plan import GroupInfo
 
         path = self.root / spec.tasks_path

@@ -58,6 +58,8 @@ def discover_specs(root: Path, spec_roots: tuple[str, ...] | list[str]) -> list[
                 continue
             if name.startswith(".") or not _is_spec(f"{root}/{rel}"):
                 continue
+            if ":" in name:
+                raise UserError(f"spec folder {rel}: job ids use ':' between spec, phase and task; rename it")
             if other is not None:
                 raise UserError(
                     f"two specs are named '{name}': {other.path} and {rel}; rename one (job ids use the folder name)"

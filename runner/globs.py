@@ -39,12 +39,12 @@ def expand(root: str | os.PathLike[str], pattern: str, *, folders: bool = False)
     rest = pattern[len(base) :]
     depth = None if "**" in rest else rest.count("/")
     hidden = ("/" + rest).find("/.") >= 0
-    regex = compile_glob(pattern)
+    regex = compile_glob(rest)  # the part below the fixed folders: one regex for every spec's copy
     found: list[str] = []
 
-    def walk(folder: str, level: int) -> None:
+    def walk(below: str, level: int) -> None:
         try:
-            it = os.scandir(os.path.join(root, folder) if folder else root)
+            it = os.scandir(os.path.join(root, base + below))
         except OSError:
             return
         with it:
@@ -52,15 +52,15 @@ def expand(root: str | os.PathLike[str], pattern: str, *, folders: bool = False)
                 name = entry.name
                 if name in _NEVER_SEARCHED or (name[0] == "." and not hidden):
                     continue
-                rel = folder + name
+                rel = below + name
                 is_dir = entry.is_dir()
                 if (is_dir if folders else entry.is_file()) and regex.fullmatch(rel):
-                    found.append(rel)
+                    found.append(base + rel)
                 # A `**` walk does not follow links to folders: they may lead back up.
                 if is_dir and (level < depth if depth is not None else not entry.is_symlink()):
                     walk(rel + "/", level + 1)
 
-    walk(base, 0)
+    walk("", 0)
     return sorted(found)
 
 

@@ -75,6 +75,16 @@ def _evaluate(project: Project, state: State, specs: tuple[str, ...] = ()) -> tu
 
 # --- run -----------------------------------------------------------------------------------
 
+_jobs_option = click.option(
+    "-j",
+    "--jobs",
+    "parallel",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Jobs to run at once.",
+)
+
 
 @main.command()
 @click.argument("specs", nargs=-1)
@@ -85,15 +95,7 @@ def _evaluate(project: Project, state: State, specs: tuple[str, ...] = ()) -> tu
     "--task", "task", metavar="ID", help="Only the job of this task (with --phase, or the each-task phase)."
 )
 @click.option("--notes", default="", help="Notes for the agents ({{notes}} in prompts).")
-@click.option(
-    "-j",
-    "--jobs",
-    "parallel",
-    default=1,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Jobs to run at once.",
-)
+@_jobs_option
 @click.option("-n", "--dry-run", is_flag=True, help="Show what would run, and why; run nothing.")
 @click.option("--force", is_flag=True, help="Run the selected jobs even if up to date or blocked.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON event per line.")
@@ -434,15 +436,7 @@ def log(job: str) -> None:
     help="When inputs of a running job change: re-plan after it ends, or restart it.",
 )
 @click.option("--poll", is_flag=True, help="Poll instead of using OS events (network and container mounts).")
-@click.option(
-    "-j",
-    "--jobs",
-    "parallel",
-    default=1,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Jobs to run at once.",
-)
+@_jobs_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON event per line.")
 def watch(
     specs: tuple[str, ...], debounce: int, on_busy: str, poll: bool, parallel: int, as_json: bool

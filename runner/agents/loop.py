@@ -146,8 +146,9 @@ _STATUS_INLINE = re.compile(r"\b[Ss]tatus\W*:\W*(READY_FOR_REVIEW|BLOCKED|DONE|C
 def report_from_text(text: str) -> tuple[str, Report]:
     """Status and report from a final message in the seed prompts' style (no Finish call).
 
-    `Status: BLOCKED` (on its own line, or mid-sentence in capitals; or a leading BLOCKED) means blocked; `Status: READY_FOR_REVIEW`,
-    `IMPLEMENTATION COMPLETE` and `FEEDBACK ADDRESSED` mean done; a plain final answer counts as done.
+    `Status: BLOCKED` (on its own line, or mid-sentence in capitals; or a leading BLOCKED) means
+    blocked; `Status: READY_FOR_REVIEW`, `IMPLEMENTATION COMPLETE` and `FEEDBACK ADDRESSED` mean
+    done; a plain final answer counts as done.
     """
     m = _STATUS_LINE.search(text) or _STATUS_INLINE.search(text)
     word = m.group(1).upper() if m else ""

@@ -213,11 +213,15 @@ def _waiting(
 
 
 def _note_no_specs(reporter: Any, project: Project) -> None:
+    if not project.specs:
+        reporter("note", message=_no_specs(project))
+
+
+def _no_specs(project: Project) -> str:
     from runner.specs import SPEC_MARKERS
 
-    if not project.specs:
-        roots, markers = ", ".join(project.workflow.spec_roots), ", ".join(SPEC_MARKERS)
-        reporter("note", message=f"no specs found under {roots} (a spec folder holds one of {markers})")
+    roots, markers = ", ".join(project.workflow.spec_roots), ", ".join(SPEC_MARKERS)
+    return f"no specs found under {roots} (a spec folder holds one of {markers})"
 
 
 def _note_ticked(reporter: Any, plan: Plan, phases: tuple[str, ...], task: str | None, force: bool) -> None:
@@ -273,7 +277,7 @@ def status(specs: tuple[str, ...], as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=2))
         return
     if not rows:
-        click.echo("no jobs: no specs found under " + ", ".join(project.workflow.spec_roots))
+        click.echo("no jobs: " + _no_specs(project))
         return
     from runner.display import usage_text
 
@@ -316,6 +320,8 @@ def explain(job: str) -> None:
     """Why a job is stale (or up to date), in words."""
     import time
 
+    from runner.plan import reason_suffix
+
     project, state = _open(create=False)
     spec_name = job.split(":", 1)[0]
     plan, verdicts = _evaluate(project, state, (spec_name,) if ":" in job else ())
@@ -335,8 +341,7 @@ def explain(job: str) -> None:
     last = state.last_run(job)
     if last:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(last["finished"] or last["started"]))
-        detail = f": {last['reason']}" if last["reason"] else ""
-        click.echo(f"Last run: {last['status']} at {when}{detail}")
+        click.echo(f"Last run: {last['status']} at {when}{reason_suffix(last['status'], last['reason'])}")
     upstream, after = plan.jobs[job].upstream, plan.jobs[job].after
     if upstream:
         click.echo("Depends on: " + ", ".join(upstream))

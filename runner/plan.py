@@ -264,9 +264,13 @@ def _judge(rec: JobRecord | None, sig: str, comps: dict[str, str]) -> tuple[str,
         return "blocked", [rec.reason or "the agent reported BLOCKED"]
     if rec.status != "done":
         state = "failed" if rec.status == "failed" else "stale"
-        said = f": {rec.reason}" if rec.reason and rec.reason != rec.status else ""
-        return state, [f"last run {rec.status}{said}"]
+        return state, [f"last run {rec.status}{reason_suffix(rec.status, rec.reason)}"]
     return "up-to-date", []
+
+
+def reason_suffix(status: str, reason: str | None) -> str:
+    """`: <reason>` to follow a run's status, or nothing when the reason only repeats it (`cancelled`)."""
+    return f": {reason}" if reason and reason != status else ""
 
 
 def explain_changes(old: dict[str, str], new: dict[str, str]) -> list[str]:

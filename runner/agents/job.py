@@ -11,7 +11,7 @@ import contextlib
 import re
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -94,6 +94,8 @@ def run_agent_job(ctx: JobContext) -> JobResult:
     if rendered.unknown:
         log(f"placeholders left as they are in {project.rel(agent.path)}: {', '.join(rendered.unknown)}")
     runner_outputs = [o for o in job.outputs if o.rsplit("/", 1)[-1] in RUNNER_OUTPUTS]
+    verify = [ctx.fill(v) for v in phase.verify]
+    owner = _task_phase(ctx)
     message = job_message(
         job_id=job.id,
         phase=phase.name,
@@ -105,7 +107,7 @@ def run_agent_job(ctx: JobContext) -> JobResult:
         upstream_files=ctx.upstream_files,
         agent_outputs=[o for o in job.outputs if o not in runner_outputs],
         runner_outputs=runner_outputs,
-        verify=[ctx.fill(v) for v in phase.verify],
+        verify=verify,
         feedback=ctx.feedback if not rendered.feedback_placed else "",
         notes=ctx.notes,
         task_in_prompt=rendered.task_placed,
@@ -116,10 +118,10 @@ def run_agent_job(ctx: JobContext) -> JobResult:
         root=project.root,
         tasks_path=tasks_path if tasks is not None else None,
         guarded={project.root / s.tasks_path for s in project.specs},
-        allowed=set(task_ids) if job.group else (set() if _task_phase(ctx) else None),
-        owner=_task_phase(ctx),
+        allowed=set(task_ids) if job.group else (set() if owner else None),
+        owner=owner,
         person_marks=lambda: ctx.state.marks_since(spec.tasks_path, ctx.started),
-        verify=[ctx.fill(v) for v in phase.verify],
+        verify=verify,
         env=agent_env,
         log=log,
         emit=ctx.emit,
@@ -327,18 +329,7 @@ def _own_outputs(job: Job) -> list[str]:
 
 def _redacted(outcome: Outcome, secrets: list[str]) -> Outcome:
     """The agent's own words go into artifacts; secrets it may have seen must not."""
-
-    def clean(items: list[str]) -> list[str]:
-        return [redact(i, secrets) for i in items]
-
-    r = outcome.report
-    report = Report(
-        redact(r.summary, secrets),
-        clean(r.changes),
-        clean(r.deviations),
-        clean(r.limitations),
-        clean(r.concerns),
-    )
+    report = Report(**redact_data(asdict(outcome.report), secrets))
     reason = redact(outcome.reason, secrets) if outcome.reason else None
     return replace(outcome, report=report, reason=reason, final_text=redact(outcome.final_text, secrets))
 
@@ -430,7 +421,7 @@ def _record(
         "verified": bool(job.phase.verify),  # ticks stood behind verify commands, not just the agent's word
         "verification": verification,
     }
-    details["evidence"] = {task: redact(text, log.secrets) for task, text in ticker.evidence.items()}
+    details["evidence"] = redact_data(ticker.evidence, log.secrets)
     evidence = "; ".join(f"{task}: {text}" for task, text in details["evidence"].items())
     notes = [f"Verification files: {', '.join(f'`{v}`' for v in verification)}"] if verification else []
     notes += [f"Evidence: {evidence}"] if evidence else []

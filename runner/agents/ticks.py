@@ -167,7 +167,13 @@ class TaskTicker:
             for t in load_tasks(self.tasks_path).tasks
             if t.checked and t.id in mine and t.id not in before
         ]
-        for task_id in done:
+        self.announce(done)
+        self._snapshot = None
+        return done
+
+    def announce(self, task_ids: list[str]) -> None:
+        """Ticks this job made: to its record, the log, the events and git (on_tick)."""
+        for task_id in task_ids:
             if task_id in self.ticked:  # ticked before, lost to a parallel writer, ticked again
                 continue
             self.ticked.append(task_id)
@@ -175,10 +181,8 @@ class TaskTicker:
             self.log(
                 f"ticked {task_id} in {self.rel}" + ("" if self.verify_commands else " (no verify commands)")
             )
-        if done:
-            self.on_tick(done)
-        self._snapshot = None
-        return done
+        if task_ids:
+            self.on_tick(task_ids)
 
     # --- verify -----------------------------------------------------------------------------
 

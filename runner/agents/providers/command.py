@@ -81,11 +81,7 @@ def _reconcile_tasks(ticker: TaskTicker, before: str, started: float, log: Any) 
     if ticker.repair(before, started, verified=keep) is not None:
         kept = "verified ticks of its own tasks" if ticker.verify_commands else "ticks of its own tasks"
         log(f"the agent changed tasks.md ({diff.describe()}); kept only {kept}")
-    for task_id in sorted(keep - set(ticker.ticked)):
-        ticker.ticked.append(task_id)
-        ticker.emit("tick", task=task_id, path=ticker.rel, verified=bool(ticker.verify_commands))
-    if keep:
-        ticker.on_tick(sorted(keep))
+    ticker.announce(sorted(keep))
 
 
 def _report(path: Any, output_tail: str) -> tuple[str, Report]:

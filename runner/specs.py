@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from runner.errors import UserError
-from runner.globs import expand, has_magic
+from runner.globs import expand
 
 # Files (or folders) whose presence makes a folder a spec.
 SPEC_MARKERS = (
@@ -50,7 +50,7 @@ def discover_specs(root: Path, spec_roots: tuple[str, ...] | list[str]) -> list[
     """All spec folders under the given roots, in root order then name order."""
     found: dict[str, Spec] = {}
     for pattern in spec_roots:
-        for rel in _folders(root, pattern):
+        for rel in expand(root, pattern.strip("/"), folders=True):
             name = rel.rsplit("/", 1)[-1]
             other = found.get(name)
             if other is not None and other.path == rel:
@@ -66,20 +66,6 @@ def discover_specs(root: Path, spec_roots: tuple[str, ...] | list[str]) -> list[
                 )
             found[name] = Spec(name=name, path=rel, roots=(pattern,))
     return list(found.values())
-
-
-def _folders(root: Path, pattern: str) -> list[str]:
-    pattern = pattern.strip("/")
-    parent, _, last = pattern.rpartition("/")
-    if last == "*" and not has_magic(parent):
-        # The common case, a plain folder of specs: one scandir instead of a glob walk.
-        try:
-            with os.scandir(root / parent if parent else root) as it:
-                names = sorted(e.name for e in it if e.is_dir())
-        except (FileNotFoundError, NotADirectoryError):
-            return []
-        return [f"{parent}/{n}" if parent else n for n in names]
-    return expand(root, pattern, folders=True)
 
 
 def _is_spec(folder: str) -> bool:

@@ -399,6 +399,7 @@ def _assemble(files: list[Path], raws: list[dict]) -> Workflow:
     models: dict[str, str] = {}
     run_budget: dict = {}
     git: dict | None = None
+    own_model: set[str] = set()  # phases that name their model (the others inherit the file's)
     for path, raw in zip(files, raws, strict=True):
         for root in raw["specs"]:
             if root not in spec_roots:
@@ -415,7 +416,9 @@ def _assemble(files: list[Path], raws: list[dict]) -> Workflow:
                     line=line_of(path.read_text(encoding="utf-8-sig"), ("phases", name)),
                 )
             phases[name] = _phase(name, path, raw, p)
-    _check_models(files, raws, models)
+            if p["model"] is not None:
+                own_model.add(name)
+    _check_models(phases, own_model, models)
     order = _dependency_order(phases)
     return Workflow(
         phases={name: phases[name] for name in order},
@@ -426,19 +429,18 @@ def _assemble(files: list[Path], raws: list[dict]) -> Workflow:
     )
 
 
-def _check_models(files: list[Path], raws: list[dict], models: dict[str, str]) -> None:
+def _check_models(phases: dict[str, Phase], own_model: set[str], models: dict[str, str]) -> None:
     """A misspelt model would fail every API call of a run; say so before anything runs."""
-    from runner.agents.models import model_problem
+    for phase in phases.values():
+        if phase.agent is None or phase.provider != "anthropic":
+            continue  # a command or a CLI agent chooses no model of runner's
+        from runner.agents.models import model_problem
 
-    for path, raw in zip(files, raws, strict=True):
-        for name, p in raw["phases"].items():
-            if (p["provider"] or raw["provider"] or "anthropic") != "anthropic":
-                continue
-            keypath = ("phases", name, "model") if p["model"] else ("model",)
-            problem = model_problem(p["model"] or raw["model"] or "inherit", models)
-            if problem:
-                line = line_of(path.read_text(encoding="utf-8-sig"), keypath)
-                raise UserError(problem, path=_display(path), line=line)
+        problem = model_problem(phase.model or "inherit", models)
+        if problem:
+            keypath = ("phases", phase.name, "model") if phase.name in own_model else ("model",)
+            text = phase.source.read_text(encoding="utf-8-sig")
+            raise UserError(problem, path=_display(phase.source), line=line_of(text, keypath))
 
 
 def _phase(name: str, path: Path, raw: dict, p: dict) -> Phase:

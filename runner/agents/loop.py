@@ -8,7 +8,6 @@ with a status. Every request, answer and tool call is appended to the transcript
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import threading
@@ -20,6 +19,7 @@ from typing import Any, Protocol
 from runner.agents.models import cost_usd
 from runner.agents.tools import ToolResult
 from runner.budget import Limits, RunSpend
+from runner.fingerprint import digest_of
 from runner.transcript import Transcript
 
 
@@ -417,8 +417,7 @@ def _without_results(content: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _digest(*parts: Any) -> str:
-    data = json.dumps(parts, sort_keys=True, default=str).encode()
-    return hashlib.blake2b(data, digest_size=8).hexdigest()
+    return digest_of(json.dumps(parts, sort_keys=True, default=str).encode())
 
 
 def _summary(args: dict[str, Any]) -> str:

@@ -13,14 +13,13 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from markdown_it import MarkdownIt
-
 from runner.errors import UserError
 from runner.fsutil import atomic_write
+from runner.markdown import block_parser
 
 SECTIONS = ("Changes Made", "Deviations from Design", "Known Limitations")
 
-_MD = MarkdownIt("commonmark").disable(["inline", "text_join"])
+_MD = block_parser(tables=False)
 _MARK = re.compile(r"^<!-- runner: job=(.+?) -->$")
 _HEADING_LIKE = re.compile(r"^\s*(?:#|=+\s*$|-+\s*$)")
 _LOCK = threading.Lock()

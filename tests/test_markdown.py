@@ -1,0 +1,113 @@
+"""The tuned block parser makes exactly the tokens plain markdown-it makes."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from markdown_it import MarkdownIt
+
+from runner.markdown import block_parser
+from runner.tasks import parse_tasks
+from tests.conftest import SHARED, needs_shared
+
+# Line starts that open, continue or interrupt every kind of block, and text that opens none.
+_STARTS = [
+    "",
+    " ",
+    "  ",
+    "    ",
+    "\t",
+    "- ",
+    "* ",
+    "+ ",
+    "1. ",
+    "2) ",
+    "10. ",
+    "> ",
+    ">",
+    "# ",
+    "### ",
+    "#x",
+    "```",
+    "~~~",
+    "``` py",
+    "<!--",
+    "-->",
+    "<div>",
+    "</div>",
+    "<p>",
+    "---",
+    "***",
+    "___",
+    "- - -",
+    "===",
+    "--",
+    "| a | b |",
+    "|---|---|",
+    ":-- | --:",
+    "a | b",
+    "[x]: /url",
+    "9) ",
+    "[ ] ",
+    "[x] ",
+    "[-] ",
+    "- [ ] ",
+    "  - [x] ",
+    "* [ ]* ",
+    "text ",
+    "_Requirements: 1.1_",
+    "\\- ",
+    "`code` ",
+    "<",
+]
+_ENDS = ["", "word", "two words", " ", "-", "==", "|", "`", "~", ">"]
+_BREAKS = ["\n", "\r\n", "\r"]
+
+lines = st.tuples(st.sampled_from(_STARTS), st.sampled_from(_STARTS), st.sampled_from(_ENDS)).map("".join)
+documents = st.lists(st.tuples(lines, st.sampled_from(_BREAKS)), max_size=25).map(
+    lambda pairs: "".join(line + brk for line, brk in pairs)
+)
+
+
+def _plain(tables: bool) -> MarkdownIt:
+    md = MarkdownIt("commonmark").disable(["inline", "text_join"])
+    return md.enable("table") if tables else md
+
+
+def _tokens(md: MarkdownIt, text: str) -> list[tuple]:
+    fields = ("type", "tag", "nesting", "map", "level", "content", "markup", "info", "block", "hidden")
+    return [tuple(getattr(tok, f) for f in fields) for tok in md.parse(text)]
+
+
+TUNED = {tables: block_parser(tables=tables) for tables in (True, False)}
+PLAIN = {tables: _plain(tables) for tables in (True, False)}
+
+
+@settings(max_examples=400, deadline=None)
+@given(documents, st.booleans())
+def test_tokens_match_plain_markdown_it(text: str, tables: bool) -> None:
+    assert _tokens(TUNED[tables], text) == _tokens(PLAIN[tables], text)
+
+
+@needs_shared
+@pytest.mark.parametrize("tables", [True, False])
+def test_tokens_match_on_every_corpus_and_seed_file(tables: bool) -> None:
+    files = sorted(SHARED.rglob("*.md"))
+    assert files
+    for path in files:
+        text = path.read_text(encoding="utf-8-sig")
+        assert _tokens(TUNED[tables], text) == _tokens(PLAIN[tables], text), path
+
+
+def test_parsing_leaves_garbage_collection_as_it_was() -> None:
+    parse_tasks("- [ ] 1. Collect\n")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        parse_tasks("- [ ] 1. Collect, with the collector off\n")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -37,7 +37,7 @@ TaskState = Literal["open", "done", "in-progress"]
 
 _STATES: dict[str, TaskState] = {" ": "open", "x": "done", "X": "done", "-": "in-progress"}
 
-# Tables are parsed so that a table's cells are never mistaken for anything else.
+# GFM tables on, so that a file parses as GitHub shows it.
 _MD = block_parser(tables=True)
 
 _NEWLINE = re.compile(r"\r\n|\r|\n")

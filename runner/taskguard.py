@@ -65,15 +65,21 @@ def _compare(a: _Doc, b: _Doc) -> tuple[TasksDiff, dict[int, int]]:
     diff = TasksDiff()
     old_ids = [t.id for t in a.tasks]
     new_ids = [t.id for t in b.tasks]
-    pairs: dict[int, int] = {}  # new index -> old index
-    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, old_ids, new_ids, autojunk=False).get_opcodes():
+    pairs = _aligned(a, b)  # new index -> old index
+    # The rest by id: reworded, moved, or among lines that changed around them.
+    old_rest = [i for i in range(len(old_ids)) if i not in pairs.values()]
+    new_rest = [j for j in range(len(new_ids)) if j not in pairs]
+    matcher = difflib.SequenceMatcher(
+        None, [old_ids[i] for i in old_rest], [new_ids[j] for j in new_rest], autojunk=False
+    )
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag == "equal":
-            pairs.update({j1 + k: i1 + k for k in range(i2 - i1)})
+            pairs.update({new_rest[j1 + k]: old_rest[i1 + k] for k in range(i2 - i1)})
         elif tag == "replace":
             # A derived id is a slug of the title: rewording such a task changes its id. A task
             # without an explicit id in the place of a similar one is that task, reworded.
-            old_derived = [i for i in range(i1, i2) if not a.explicit[i]]
-            new_derived = [j for j in range(j1, j2) if not b.explicit[j]]
+            old_derived = [i for i in old_rest[i1:i2] if not a.explicit[i]]
+            new_derived = [j for j in new_rest[j1:j2] if not b.explicit[j]]
             for i, j in zip(old_derived, new_derived, strict=False):
                 if difflib.SequenceMatcher(None, a.tasks[i].title, b.tasks[j].title).ratio() >= 0.5:
                     pairs[j] = i
@@ -114,6 +120,27 @@ def _compare(a: _Doc, b: _Doc) -> tuple[TasksDiff, dict[int, int]]:
     diff.removed = [old_ids[i] for i in range(len(old_ids)) if i not in new_of_old]
     diff.other_text_changed = _other_lines(a) != _other_lines(b)
     return diff, pairs
+
+
+def _aligned(a: _Doc, b: _Doc) -> dict[int, int]:
+    """Tasks whose box line is where it was, among unchanged lines: new index -> old index.
+
+    Lines are compared with their boxes blanked, so a tick keeps a task in place. This tells apart
+    tasks worded alike (two "Run tests" under two headings), which ids alone cannot.
+    """
+    matcher = difflib.SequenceMatcher(
+        None,
+        [a.wording(li).rstrip() for li in range(len(a.lines))],
+        [b.wording(li).rstrip() for li in range(len(b.lines))],
+        autojunk=False,
+    )
+    pairs: dict[int, int] = {}
+    for block in matcher.get_matching_blocks():
+        for k in range(block.size):
+            j = b.box_at.get(block.b + k)
+            if j is not None:
+                pairs[j] = a.box_at[block.a + k]
+    return pairs
 
 
 def _own_lines(doc: _Doc) -> dict[int, list[str]]:
@@ -169,9 +196,11 @@ def reconcile(
 
     out: list[str] = []
     origin: list[int] = []  # the line's index in `before`, or -1 for a line of `after`
-    matcher = difflib.SequenceMatcher(
-        None, [line.rstrip() for line in a_lines], [line.rstrip() for line in b_lines], autojunk=False
-    )
+    # A task's box line only matches the same task's: two tasks worded alike stay apart.
+    b_tasks = {li: pairs.get(j, -2 - j) for li, j in b.box_at.items()}
+    a_keys = [(a.box_at.get(i, -1), line.rstrip()) for i, line in enumerate(a_lines)]
+    b_keys = [(b_tasks.get(j, -1), line.rstrip()) for j, line in enumerate(b_lines)]
+    matcher = difflib.SequenceMatcher(None, a_keys, b_keys, autojunk=False)
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag == "equal":
             out.extend(a_lines[i1:i2])

@@ -217,3 +217,33 @@ def test_property_reconcile_never_loses_a_task(a: list[str], b: list[str]) -> No
     assert tasks_of(again) == tasks_of(text)
     if diff.only_ticks and not diff.ticked and not diff.unticked:
         assert text == after
+
+
+def test_reconcile_tells_apart_tasks_worded_alike() -> None:
+    before = "### Backend\n- [ ] Run tests\n### Frontend\n- [ ] Build UI\n- [ ] Run tests\n"
+    after = before.replace("- [ ] Run tests", "- [x] Run tests", 1).replace(
+        "- [ ] Build UI", "- [x] Build UI"
+    )
+    text, _ = reconcile(before, after, allowed_ticks={"build-ui"})
+    assert text == before.replace("- [ ] Build UI", "- [x] Build UI")
+
+
+agent_lines = st.sampled_from(
+    ["- [ ] Run tests", "- [ ] Build", "- [ ] 1. Alpha", "  - [ ] 1.1 Beta", "  - detail", "", "### Section",
+     "Some paragraph.", "- plain item", "---", "- [ ] T001 Setup", "  _Requirements: 1.1_"]
+)  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(agent_lines, st.sampled_from(["keep", "tick", "delete"])), min_size=1, max_size=10))
+def test_property_reconcile_undoes_an_agents_ticks_and_deleted_task_lines(
+    edits: list[tuple[str, str]],
+) -> None:
+    """Tasks may repeat (a file may hold two "Run tests"): each comes back where it was."""
+    before = "".join(line + "\n" for line, _ in edits)
+    after = "".join(
+        (line.replace("[ ]", "[x]") if action == "tick" else line) + "\n"
+        for line, action in edits
+        if not (action == "delete" and "[ ]" in line)
+    )
+    assert reconcile(before, after, allowed_ticks=set())[0] == before

@@ -299,3 +299,46 @@ def test_parallel_task_jobs_keep_each_others_ticks(project) -> None:  # type: ig
         run = json.loads((root / f"artifacts/p-implement/{t}/run.json").read_text())
         assert run["ticked"] == [t], (t, run["ticked"])
         assert "undid" not in (root / f"artifacts/p-implement/{t}/log").read_text()
+
+
+DESIGN_WORKFLOW = """
+specs: ["specs/*"]
+phases:
+  design:
+    agent: architect
+    provider: replay
+    replay: "scripts/design.yaml"
+    inputs: ["{spec}/spec.md"]
+    outputs: ["artifacts/{name}-design/design.md", "artifacts/{name}-design/features.json"]
+"""
+
+DESIGN_SCRIPT = """
+- tool_use: [{name: Write, input: {file_path: artifacts/greet-design/design.md, content: "# Design\\n"}}]
+- tool_use: [{name: Finish, input: {status: done, summary: "Designed"}}]
+"""
+
+
+def test_a_feature_list_runner_cannot_start_is_the_agents_to_write(project) -> None:  # type: ignore[no-untyped-def]
+    files = {
+        "specs/greet/spec.md": "# Greet\n",
+        "agent-os/agents/architect.md": "Design {{spec}}",
+        "scripts/design.yaml": DESIGN_SCRIPT,  # writes design.md only
+    }
+    root = project(DESIGN_WORKFLOW, files)
+    assert cli(root, "run").exit_code == 1
+    run = json.loads((root / "artifacts/greet-design/run.json").read_text())
+    assert run["status"] == "partial"
+    assert run["reason"] == "reported done but did not write artifacts/greet-design/features.json"
+    transcript = (root / "artifacts/greet-design/transcript.jsonl").read_text()
+    assert (
+        "You must write: artifacts/greet-design/design.md, artifacts/greet-design/features.json" in transcript
+    )
+
+    # With the spec's own feature list to start from, runner writes the phase's copy.
+    (root / "specs/greet/features.json").write_text(
+        '{"features": [{"id": "F1", "name": "hi", "status": "pending"}]}\n'
+    )
+    assert cli(root, "run").exit_code == 0
+    assert (
+        json.loads((root / "artifacts/greet-design/features.json").read_text())["features"][0]["id"] == "F1"
+    )

@@ -42,7 +42,6 @@ SPEC_FEATURE_FILES = ("features.json", "feature_list.json")
 VERIFY_TIMEOUT = 1800.0  # seconds, unless the phase sets `timeout`
 # Written by runner from the job's report when the agent does not write them itself.
 RUNNER_OUTPUTS = ("implementation.md", "features.json")
-_NOT_THE_AGENTS = (*RUNNER_OUTPUTS, *JOB_FILES)
 # Not work to list under "Files changed": what running the code leaves behind (ticks are listed apart).
 _BYTECODE = re.compile(r"(^|/)__pycache__/|\.py[co]$")
 
@@ -93,7 +92,7 @@ def run_agent_job(ctx: JobContext) -> JobResult:
     )
     if rendered.unknown:
         log(f"placeholders left as they are in {project.rel(agent.path)}: {', '.join(rendered.unknown)}")
-    runner_outputs = [o for o in job.outputs if o.rsplit("/", 1)[-1] in RUNNER_OUTPUTS]
+    runner_outputs = [o for o in job.outputs if _runner_records(ctx, o)]
     verify = [ctx.fill(v) for v in phase.verify]
     owner = _task_phase(ctx)
     message = job_message(
@@ -165,7 +164,7 @@ def run_agent_job(ctx: JobContext) -> JobResult:
     def wrote(output: str) -> bool:
         return _written(ctx, output, changed)
 
-    status, reason = _settle(ctx, outcome, ticker, log, wrote)
+    status, reason = _settle(ctx, outcome, ticker, log, wrote, runner_outputs)
     review: dict[str, Any] = {}
     if phase.reviews and status == "done":
         from runner.review import settle_review
@@ -301,10 +300,9 @@ def _record_output(
         checked = (
             {t.id for t in load_tasks(ticker.tasks_path).tasks if t.checked} if ticker.tasks_path else set()
         )
-        sources = [*ctx.upstream_features, *(project.root / job.spec.path / n for n in SPEC_FEATURE_FILES)]
         origin = record_features(
             path,
-            sources=sources,
+            sources=_feature_sources(ctx),
             task_ids=set(task_ids) if job.group else set(),
             checked=checked,
             status=status,
@@ -314,6 +312,21 @@ def _record_output(
             log(f"no feature list to start {out} from (no upstream features.json, no spec features.json)")
         elif job.phase.update_spec_features:
             atomic_write(project.root / job.spec.path / "features.json", path.read_bytes())
+
+
+def _runner_records(ctx: JobContext, output: str) -> bool:
+    """Whether runner writes this output when the agent does not: implementation.md always, a
+    features.json when there is a feature list to start it from."""
+    name = output.rsplit("/", 1)[-1]
+    if name == "features.json":
+        return any(p.is_file() for p in _feature_sources(ctx))
+    return name in RUNNER_OUTPUTS
+
+
+def _feature_sources(ctx: JobContext) -> list[Path]:
+    """The feature lists a phase's features.json starts from, best first."""
+    spec_dir = ctx.project.root / ctx.job.spec.path
+    return [*ctx.upstream_features, *(spec_dir / name for name in SPEC_FEATURE_FILES)]
 
 
 def _own_outputs(job: Job) -> list[str]:
@@ -378,13 +391,22 @@ def _written(ctx: JobContext, output: str, changed: set[str]) -> bool:
 
 
 def _settle(
-    ctx: JobContext, outcome: Outcome, ticker: TaskTicker, log: JobLog, wrote: Callable[[str], bool]
+    ctx: JobContext,
+    outcome: Outcome,
+    ticker: TaskTicker,
+    log: JobLog,
+    wrote: Callable[[str], bool],
+    runner_outputs: list[str],
 ) -> tuple[str, str | None]:
     """The job's real status: a reported `done` must be backed by ticked tasks and written outputs."""
     status, reason = outcome.status, outcome.reason
     if status != "done":
         return status, reason
-    missing = [o for o in ctx.job.outputs if o.rsplit("/", 1)[-1] not in _NOT_THE_AGENTS and not wrote(o)]
+    missing = [
+        o
+        for o in ctx.job.outputs
+        if o not in runner_outputs and o.rsplit("/", 1)[-1] not in JOB_FILES and not wrote(o)
+    ]
     if missing:
         return "partial", f"reported done but did not write {', '.join(missing)}"
     # Only a task job's report covers its tasks; a spec-wide job ticks what it completes explicitly.

@@ -22,6 +22,7 @@ Jobs whose inputs match another job's outputs depend on it implicitly, as in mak
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 import os
 from collections.abc import Iterable
@@ -219,13 +220,21 @@ class Plan:
             v = verdicts[job_id]
             return v.must_run and (retry or not v.retry_only)
 
+        @functools.cache
+        def held(job_id: str) -> bool:
+            """An upstream job must run but waits for a change (retry=False): this job waits too."""
+            return any(
+                up in self.jobs and ((verdicts[up].must_run and not runs(up)) or held(up))
+                for up in self.jobs[job_id].upstream
+            )
+
         wanted: set[str] = set()
 
         def pull(job_id: str) -> None:
             if job_id in wanted:
                 return
             ticked = self.jobs[job_id].group is not None and self.jobs[job_id].group.done  # type: ignore[union-attr]
-            if runs(job_id) or (force and job_id in forced and not ticked):
+            if (runs(job_id) and not held(job_id)) or (force and job_id in forced and not ticked):
                 wanted.add(job_id)
             for up in self.jobs[job_id].upstream:
                 if up in self.jobs and runs(up):

@@ -187,6 +187,11 @@ def test_failed_job_is_retried_and_its_dependants_wait(project) -> None:  # type
     assert v["a:build"][0] == "failed" and v["a:build"][1][0].startswith("last run failed: exit 1")
     assert v["a:check"] == ("stale", ("never run",))
     assert v["b:check"][0] == "up-to-date"
+    # watch retries nothing without a change, and runs nothing on top of what it holds back
+    state, plan = plan_of(root)
+    verdicts_now = plan.evaluate(state.jobs())
+    assert plan.select(verdicts_now, retry=False) == []
+    assert plan.select(verdicts_now) == ["a:build", "a:check"]
 
 
 def test_prompt_model_task_untick_and_upstream_changes_are_named(project) -> None:  # type: ignore[no-untyped-def]

@@ -423,7 +423,7 @@ def _groups_in_order(groups: list[GroupInfo]) -> list[tuple[GroupInfo, list[str]
     open_ids = {g.id for g in groups if not g.done}
     after: dict[str, list[str]] = {g.id: [] for g in groups}
     by_order: set[tuple[str, str]] = set()  # edges that come from document order alone
-    last: list[str] = []  # what the next sequential group waits for
+    ends: list[str] = []  # the groups nothing after them waits for yet: a sequential group waits for all
     batch_base: list[str] | None = None  # what the current [P] batch waits for
     batch_section: object = object()
     for g in groups:
@@ -431,16 +431,18 @@ def _groups_in_order(groups: list[GroupInfo]) -> list[tuple[GroupInfo, list[str]
             continue
         if g.depends_on:
             after[g.id] = [d for d in g.depends_on if d in open_ids and d != g.id]
-            last, batch_base = [g.id], None
+            ends = [*ends, g.id]
+            if not g.parallel:
+                batch_base = None
             continue
         if g.parallel and batch_base is not None and g.section == batch_section:
             after[g.id] = list(batch_base)
-            last = [*last, g.id]
+            ends = [*ends, g.id]
         elif g.parallel:
-            after[g.id], batch_base, batch_section = list(last), list(last), g.section
-            last = [g.id]
+            after[g.id], batch_base, batch_section = list(ends), list(ends), g.section
+            ends = [g.id]
         else:
-            after[g.id], last, batch_base = list(last), [g.id], None
+            after[g.id], ends, batch_base = list(ends), [g.id], None
         by_order.update((g.id, p) for p in after[g.id])
     while cycle := find_cycle(after):
         edges = list(itertools.pairwise(cycle))

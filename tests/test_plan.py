@@ -289,6 +289,18 @@ def test_task_groups_run_in_order_unless_dependencies_or_P_markers_say_otherwise
     after = {j.task_id: sorted(a.rsplit(":", 1)[1] for a in j.after) for j in plan.jobs.values() if j.group}
     assert after == {"T001": [], "T002": ["T001"], "T003": ["T001"], "T004": ["T002", "T003"]}
 
+    # A stated dependency holds back its own task only; a later sequential task still waits for it.
+    write(
+        root,
+        {
+            "specs/a/tasks.md": "- [ ] T001 [P] One\n- [ ] T002 [P] Two (depends on T003)\n"
+            "- [ ] T003 [P] Three\n- [ ] T004 Wire them together\n"
+        },
+    )
+    _, plan = plan_of(root)
+    after = {j.task_id: sorted(a.rsplit(":", 1)[1] for a in j.after) for j in plan.jobs.values() if j.group}
+    assert after == {"T001": [], "T002": ["T003"], "T003": [], "T004": ["T001", "T002", "T003"]}
+
 
 def test_implicit_dependency_from_outputs_to_inputs(project) -> None:  # type: ignore[no-untyped-def]
     wf = """

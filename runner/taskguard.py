@@ -89,6 +89,17 @@ def _compare(a: _Doc, b: _Doc) -> tuple[TasksDiff, dict[int, int]]:
         if j not in pairs and old_index.get(task_id, -1) not in taken | {-1}:
             pairs[j] = old_index[task_id]
             taken.add(pairs[j])
+    # Tasks worded alike that the alignment left apart: the same words are the same task.
+    old_words = _own_lines(a)
+    new_words = _own_lines(b)
+    unpaired: dict[tuple[str, ...], list[int]] = {}
+    for i in range(len(old_ids)):
+        if i not in taken:
+            unpaired.setdefault(tuple(old_words.get(i, ())), []).append(i)
+    for j in range(len(new_ids)):
+        same = unpaired.get(tuple(new_words.get(j, ())))
+        if j not in pairs and same:
+            pairs[j] = same.pop(0)
 
     old_own = _own_lines(a)
     new_own = _own_lines(b)
@@ -128,18 +139,75 @@ def _aligned(a: _Doc, b: _Doc) -> dict[int, int]:
     Lines are compared with their boxes blanked, so a tick keeps a task in place. This tells apart
     tasks worded alike (two "Run tests" under two headings), which ids alone cannot.
     """
-    matcher = difflib.SequenceMatcher(
-        None,
-        [a.wording(li).rstrip() for li in range(len(a.lines))],
-        [b.wording(li).rstrip() for li in range(len(b.lines))],
-        autojunk=False,
-    )
     pairs: dict[int, int] = {}
-    for block in matcher.get_matching_blocks():
-        for k in range(block.size):
-            j = b.box_at.get(block.b + k)
-            if j is not None:
-                pairs[j] = a.box_at[block.a + k]
+    old = [a.wording(li).rstrip() for li in range(len(a.lines))]
+    new = [b.wording(li).rstrip() for li in range(len(b.lines))]
+    for tag, i1, _, j1, j2 in _opcodes(old, new):
+        if tag == "equal":
+            for k in range(j2 - j1):
+                j = b.box_at.get(j1 + k)
+                if j is not None:
+                    pairs[j] = a.box_at[i1 + k]
+    return pairs
+
+
+# Beyond this many line pairs, an exact longest common subsequence costs too much; difflib's
+# faster matching is close enough for edits that large.
+_EXACT_MATCH_LIMIT = 40_000
+
+
+def _opcodes(old: list, new: list) -> list[tuple[str, int, int, int, int]]:
+    """How `new` differs from `old`, as difflib's opcodes. The common start and end are taken out
+    first and a small middle is matched exactly: among repeated lines ("Run tests" twice) difflib's
+    greedy matching may keep the wrong copy."""
+    start = 0
+    while start < min(len(old), len(new)) and old[start] == new[start]:
+        start += 1
+    end = 0
+    while end < min(len(old), len(new)) - start and old[-1 - end] == new[-1 - end]:
+        end += 1
+    mid_old, mid_new = old[start : len(old) - end], new[start : len(new) - end]
+    if len(mid_old) * len(mid_new) <= _EXACT_MATCH_LIMIT:
+        matches = _common_subsequence(mid_old, mid_new)
+    else:
+        blocks = difflib.SequenceMatcher(None, mid_old, mid_new, autojunk=False).get_matching_blocks()
+        matches = [(blk.a + k, blk.b + k) for blk in blocks for k in range(blk.size)]
+    matches = [(k, k) for k in range(start)] + [(i + start, j + start) for i, j in matches]
+    matches += [(len(old) - end + k, len(new) - end + k) for k in range(end)]
+    ops: list[tuple[str, int, int, int, int]] = []
+    i = j = 0
+    for mi, mj in [*matches, (len(old), len(new))]:
+        if mi > i or mj > j:
+            tag = "replace" if mi > i and mj > j else "delete" if mi > i else "insert"
+            ops.append((tag, i, mi, j, mj))
+        if (mi, mj) == (len(old), len(new)):
+            break
+        if ops and ops[-1][0] == "equal" and ops[-1][2] == mi and ops[-1][4] == mj:
+            ops[-1] = ("equal", ops[-1][1], mi + 1, ops[-1][3], mj + 1)
+        else:
+            ops.append(("equal", mi, mi + 1, mj, mj + 1))
+        i, j = mi + 1, mj + 1
+    return ops
+
+
+def _common_subsequence(old: list, new: list) -> list[tuple[int, int]]:
+    """The index pairs of a longest common subsequence (dynamic programming)."""
+    n, m = len(old), len(new)
+    longest = [[0] * (m + 1) for _ in range(n + 1)]  # longest[i][j]: of old[i:] and new[j:]
+    for i in range(n - 1, -1, -1):
+        row, below, item = longest[i], longest[i + 1], old[i]
+        for j in range(m - 1, -1, -1):
+            row[j] = below[j + 1] + 1 if item == new[j] else max(below[j], row[j + 1])
+    pairs = []
+    i = j = 0
+    while i < n and j < m:
+        if old[i] == new[j]:
+            pairs.append((i, j))
+            i, j = i + 1, j + 1
+        elif longest[i + 1][j] >= longest[i][j + 1]:
+            i += 1
+        else:
+            j += 1
     return pairs
 
 
@@ -178,8 +246,9 @@ def reconcile(
     }  # fmt: skip
     if only is not None:
         changed &= only
+    ticks = [task_id for task_id in diff.ticked if task_id in allowed_ticks]
     if not changed:
-        return after, diff
+        return _styled_like(a, after, ticks, bom=before.startswith("\ufeff")), diff
     existing = set(pairs)  # tasks of `after` that were already in `before`
     a_lines = _split_keep(a.text)
     b_lines = _split_keep(b.text)
@@ -200,8 +269,7 @@ def reconcile(
     b_tasks = {li: pairs.get(j, -2 - j) for li, j in b.box_at.items()}
     a_keys = [(a.box_at.get(i, -1), line.rstrip()) for i, line in enumerate(a_lines)]
     b_keys = [(b_tasks.get(j, -1), line.rstrip()) for j, line in enumerate(b_lines)]
-    matcher = difflib.SequenceMatcher(None, a_keys, b_keys, autojunk=False)
-    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+    for tag, i1, i2, j1, j2 in _opcodes(a_keys, b_keys):
         if tag == "equal":
             out.extend(a_lines[i1:i2])
             origin.extend(range(i1, i2))
@@ -230,21 +298,22 @@ def reconcile(
         if not out[k].endswith(("\n", "\r")):
             out[k] += newline
     _keep_apart(a, out, origin, newline)
-    text = "".join(out)
+    return _styled_like(a, "".join(out), ticks, bom=before.startswith("\ufeff")), diff
 
-    ticks = [task_id for task_id in diff.ticked if task_id in allowed_ticks]
-    if ticks:
-        doc = _document(text)
-        for task_id in ticks:
-            i = doc.find(task_id)
-            new = b.tasks[b.index[task_id]] if task_id in b.index else None
-            if i is not None and not doc.tasks[i].checked:
-                char = b.box(b.index[task_id]) if new is not None and new.checked else doc.tick_char()
-                doc = doc.with_boxes({i: char})
-        text = doc.text
-    if before.startswith("\ufeff"):
-        text = "\ufeff" + text
-    return text, diff
+
+def _styled_like(a: _Doc, text: str, ticks: list[str], *, bom: bool) -> str:
+    """`text` with `before`'s BOM, its line endings (where it had one kind), and the allowed
+    ticks made, in its x/X habit: an agent that rewrote the file in its own style changed nothing."""
+    text = text.removeprefix("\ufeff")
+    endings = set(_NEWLINE.findall(a.text))
+    if len(endings) == 1:
+        text = _NEWLINE.sub(endings.pop(), text)
+    doc = _document(text)
+    char = a.tick_char()
+    boxes = {i: char for i in map(doc.find, ticks) if i is not None and doc.box(i) != char}
+    if boxes:
+        text = doc.with_boxes(boxes).text
+    return "\ufeff" + text if bom else text
 
 
 def _keep_apart(a: _Doc, out: list[str], origin: list[int], newline: str) -> None:

@@ -247,3 +247,12 @@ def test_property_reconcile_undoes_an_agents_ticks_and_deleted_task_lines(
         if not (action == "delete" and "[ ]" in line)
     )
     assert reconcile(before, after, allowed_ticks=set())[0] == before
+
+
+def test_reconcile_undoes_an_agents_line_endings_and_tick_style() -> None:
+    """A CLI agent that rewrites the file with its own newlines and `[x]` changed nothing but ticks."""
+    before = "# Tasks\r\n\r\n- [X] T001 Done already\r\n- [ ] T002 Next\r\n- [ ] T003 Later\r\n"
+    after = before.replace("\r\n", "\n").replace("[ ] T002", "[x] T002").replace("[ ] T003", "[x] T003")
+    text, diff = reconcile(before, after, allowed_ticks={"T002"})
+    assert diff.ticked == ["T002", "T003"]
+    assert text == before.replace("[ ] T002", "[X] T002")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 
@@ -40,12 +41,16 @@ def test_create(tmp_path: Path) -> None:
         "\n"
         "Did the work.\n"
         "\n"
+        "<!-- runner: end -->\n"
+        "\n"
         "## Deviations from Design\n"
         "\n"
         "### Task 1.0: Task title 1.0\n"
         "<!-- runner: job=login:implement:1.0 -->\n"
         "\n"
         "- Used SQLite instead of Postgres\n"
+        "\n"
+        "<!-- runner: end -->\n"
         "\n"
         "## Known Limitations\n"
     )
@@ -109,7 +114,7 @@ def test_agent_written_file_is_kept(tmp_path: Path) -> None:
     assert text.startswith(agent_text.rstrip("\n") + "\n\n### Task 3: Task title 3\n")
     assert text.endswith(
         "## Deviations from Design\n\n## Known Limitations\n\n### Task 3: Task title 3\n"
-        "<!-- runner: job=login:implement:3 -->\n\n- no undo\n"
+        "<!-- runner: job=login:implement:3 -->\n\n- no undo\n\n<!-- runner: end -->\n"
     )
     assert missing_sections(text) == []
 
@@ -154,3 +159,112 @@ def test_not_utf8_is_left_alone(tmp_path: Path) -> None:
     with pytest.raises(UserError):
         upsert_entry(path, entry("1"), title="Login")
     assert path.read_bytes() == b"\xff\xfe"
+
+
+def test_unclosed_fence_in_summary_is_closed(tmp_path: Path) -> None:
+    path = tmp_path / "implementation.md"
+    upsert_entry(path, entry("1", summary="Run it with:\n```sh\nmake test", deviations=["d1"]), title="Login")
+    upsert_entry(path, entry("2", limitations=["l2"]), title="Login")
+    text = path.read_text()
+    assert "Run it with:\n```sh\nmake test\n```\n" in text
+    assert missing_sections(text) == [] and text.count("## Deviations from Design") == 1
+    assert text.index("### Task 2") < text.index("## Deviations from Design") < text.index("- d1")
+    assert text.index("- d1") < text.index("## Known Limitations") < text.index("- l2")
+
+
+@pytest.mark.parametrize(
+    "summary",
+    [
+        "Note:\n<!-- todo",
+        "<pre>\nno end",
+        "<!--\n<!-- runner: end -->\n## Deviations from Design",
+        "```\n<pre>\n```\n<pre>\n````",
+        "See:\n<!-- runner: end -->\nmore",
+    ],
+)
+def test_summary_swallows_nothing_after_it(tmp_path: Path, summary: str) -> None:
+    path = tmp_path / "implementation.md"
+    upsert_entry(path, entry("1", summary=summary), title="Login")
+    upsert_entry(path, entry("2", deviations=["d2"]), title="Login")
+    upsert_entry(path, entry("1", summary=summary, limitations=["l1"]), title="Login")
+    text = path.read_text()
+    assert missing_sections(text) == [] and text.count("\n## Deviations from Design\n") == 1
+    assert text.count("<!-- runner: job=login:implement:1 -->") == 2  # Changes Made, Known Limitations
+    assert text.index("### Task 2") < text.index("\n## Deviations from Design\n") < text.index("- d2")
+    assert text.index("- d2") < text.index("## Known Limitations") < text.index("- l1")
+    # Task 2's entry is not inside task 1's code or HTML block: it is still found and replaced.
+    upsert_entry(path, entry("2"), title="Login")
+    assert "- d2" not in path.read_text()
+
+
+@pytest.mark.parametrize(
+    "agent_text",
+    [
+        "## Changes Made\n\n```\nunclosed\n",  # the missing sections would land inside the fence
+        "## Changes Made\n## Deviations from Design\n## Known Limitations\n<!--\n",  # ...the entry, too
+    ],
+)
+def test_sections_that_cannot_be_found_leave_the_file_alone(tmp_path: Path, agent_text: str) -> None:
+    path = tmp_path / "implementation.md"
+    path.write_text(agent_text)
+    with pytest.raises(UserError, match="Known Limitations"):
+        upsert_entry(path, entry("1", limitations=["l1"]), title="Login")
+    assert path.read_text() == agent_text
+
+
+def test_rerun_keeps_text_added_after_the_entry(tmp_path: Path) -> None:
+    path = tmp_path / "implementation.md"
+    upsert_entry(path, entry("1"), title="Login")
+    added = "Agent: I also refactored utils.py.\n\n"
+    path.write_text(
+        path.read_text().replace("## Deviations from Design", added + "## Deviations from Design")
+    )
+    upsert_entry(path, entry("1", summary="Redone."), title="Login")
+    upsert_entry(path, entry("1", summary="Redone again."), title="Login")
+    text = path.read_text()
+    assert "Redone again." in text and "Redone." not in text and "Did the work." not in text
+    assert text.count("<!-- runner: job=login:implement:1 -->") == 1
+    assert f"## Changes Made\n\n{added}### Task 1: " in text  # no blank lines pile up either
+
+
+def test_old_entries_without_end_marker_are_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "implementation.md"
+    old = "### Task 1: Old\n<!-- runner: job=login:implement:1 -->\n\n- **Status:** done\n\nOld summary.\n"
+    sections = ("## Changes Made\n\n", "## Deviations from Design\n\n", "## Known Limitations\n\n")
+    path.write_text(f"# Implementation: Login\n\n{sections[0]}{old}\n{sections[1]}{sections[2]}{old}")
+    upsert_entry(path, entry("1"), title="Login")
+    text = path.read_text()
+    assert "Old" not in text and text.count("<!-- runner: job=login:implement:1 -->") == 1
+    assert text.index("## Changes Made") < text.index("Did the work.") < text.index("## Deviations")
+
+
+@pytest.mark.parametrize(
+    ("original", "newline"),
+    [
+        (
+            "# Notes\u2028x\x0cy\x85z\x1c\x1d\x1e\x0b\u2029\n\n## Changes Made\n\n- mine\u2028\n\n"
+            "## Deviations from Design\n\n## Known Limitations\n\n- none\x0c\n\n\n",
+            "\n",
+        ),
+        (
+            "# Notes\r\r## Changes Made\r\r- mine\r\r## Deviations from Design\r\r## Known Limitations\r- x",
+            "\r",
+        ),
+        (
+            "# Notes\r\n\r\n## Changes Made\n\n- mine\r\n\r\n## Deviations from Design\r\n\r\n"
+            "## Known Limitations\r\n",
+            "\r\n",
+        ),
+        ("\ufeff## Changes Made\n\n## Deviations from Design\n\n## Known Limitations\n", "\n"),
+    ],
+)
+def test_text_outside_entries_stays_byte_identical(tmp_path: Path, original: str, newline: str) -> None:
+    path = tmp_path / "implementation.md"
+    path.write_bytes(original.encode())
+    upsert_entry(path, entry("1", summary="Did\x85it.", deviations=["d1"]), title="Login")
+    text = path.read_bytes().decode()
+    entries = re.compile(f"{newline}### Task 1: .*?<!-- runner: end -->{newline}", re.DOTALL)
+    assert len(entries.findall(text)) == 2 and entries.sub("", text) == original
+    # The runner's lines take the file's most common line ending.
+    assert all(set(re.findall(r"\r\n|\r|\n", e)) == {newline} for e in entries.findall(text))
+    assert "Did\x85it." in text and missing_sections(text) == []

@@ -41,6 +41,9 @@ _STATES: dict[str, TaskState] = {" ": "open", "x": "done", "X": "done", "-": "in
 _MD = block_parser(tables=True)
 
 _NEWLINE = re.compile(r"\r\n|\r|\n")
+# What may stand before a box on its line: indentation, quote marks and list markers. markdown-it
+# strips any Unicode space from a paragraph's start; CommonMark, and GitHub, only spaces and tabs.
+_CONTAINER = re.compile(r"[ \t>*+\-.)0-9]*")
 _BOX = re.compile(r"\[([ xX-])\](\*?)(?:[ \t]+|(?=\n)|$)")
 _HEAD = re.compile(
     r"(?:(?:(?P<t>T\d+[A-Z]?)|(?P<n>\d+(?:\.\d+)+)\.?|(?P<d>\d+)\.|(?P<w>Task[ \t]+\d+(?:\.\d+)*)):?(?=[ \t]|$)[ \t]*)?"
@@ -50,7 +53,7 @@ _MARKER = re.compile(r"\[([^\]]+)\]")
 _SEPARATOR = re.compile(r"^(?:[-–—:]|\|)[ \t]+")
 _NUMERIC_ID = re.compile(r"\d+(?:\.\d+)+")
 _REQUIREMENTS = re.compile(
-    r"^[ \t>]*(?:(?:[-*+]|\d+[.)])[ \t]+)?[_*]*(?:validates:[ \t]*)?requirements?\b[_*]*:?[_*]*[ \t]*(.*)$",
+    r"^[ \t>]*(?:(?:[-*+]|\d+[.)])[ \t]+)?[_*]*(?:validates:[ \t]*requirements?\b|requirements?\b[_*]*:)[_*]*[ \t]*(.*)$",
     re.IGNORECASE,
 )
 _REF_SEPARATOR = re.compile(r",|;|\band\b")
@@ -342,7 +345,7 @@ def _parse(text: str) -> _Doc:
             if para.type == "paragraph_open" and para.map is not None and tok.map is not None:
                 content = tokens[i + 2].content
                 m = _BOX.match(content)
-                if m:
+                if m and _CONTAINER.fullmatch(lines[para.map[0]].partition("[")[0]):
                     parent = next((s for s in reversed(stack) if s is not None), None)
                     found = len(raws)
                     raws.append(_raw_task(content, m, lines, para.map, tok.map, parent, len(headings) - 1))
@@ -560,7 +563,7 @@ def _read(path: Path) -> bytes:
 
 def _decode(data: bytes, path: Path) -> str:
     try:
-        return data.decode("utf-8-sig")
+        return data.decode("utf-8")  # _document drops one BOM; a second one is text, as on GitHub
     except UnicodeDecodeError as e:
         raise UserError(f"not UTF-8 text (bad byte at offset {e.start})", path=path) from None
 
@@ -592,7 +595,7 @@ def with_ticked(text: str, task_ids: Iterable[str]) -> str:
 
 
 def _tick(data: bytes, task_id: str, checked: bool, tick_parents: bool, path: Path) -> bytes:
-    bom = data.startswith(codecs.BOM_UTF8)
+    bom = data.startswith(codecs.BOM_UTF8)  # the one BOM _document drops
     doc = _document(_decode(data, path))
     i = doc.find(task_id)
     if i is None:

@@ -397,6 +397,15 @@ def test_tick_keeps_crlf_bom_and_permissions(tmp_path: Path) -> None:
     assert not [p for p in tmp_path.iterdir() if p.name != "tasks.md"]  # no temporary files left
 
 
+def test_a_second_bom_is_text_and_ticking_still_changes_one_byte(tmp_path: Path) -> None:
+    # Only the first BOM is the encoding's mark; GitHub shows the second as a character of line 1.
+    data = b"\xef\xbb\xbf\xef\xbb\xbf- [ ] a\n- [ ] b\n"
+    path = write(tmp_path, data)
+    assert [t.title for t in load_tasks(path).tasks] == ["b"]
+    set_checked(path, "b")
+    assert path.read_bytes() == data.replace(b"[ ] b", b"[x] b")
+
+
 def test_tick_through_a_symlink_keeps_the_link(tmp_path: Path) -> None:
     real = write(tmp_path, SPEC_KIT, "real.md")
     link = tmp_path / "tasks.md"
@@ -579,3 +588,21 @@ def test_permissions_of_new_content_follow_the_original(tmp_path: Path) -> None:
     os.chmod(path, 0o600)
     set_checked(path, "T004")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_a_box_after_a_unicode_space_is_text_as_on_github() -> None:
+    tasks = parse_tasks(
+        "- \u00a0[ ] after a no-break space\n- \u3000[ ] after an ideographic space\n- [ ] real\n"
+    )
+    assert [t.title for t in tasks.tasks] == ["real"]
+
+
+def test_a_title_line_may_start_with_the_word_requirements() -> None:
+    text = (
+        "- [ ] 1.1 Make sure the parser handles\n"
+        "  requirements listed in the design doc\n"
+        "  - _Requirements: 1.1, 2.3_\n"
+    )
+    [task] = parse_tasks(text).tasks
+    assert task.title == "Make sure the parser handles requirements listed in the design doc"
+    assert task.requirements == ("1.1", "2.3")

@@ -443,6 +443,14 @@ def _check_models(phases: dict[str, Phase], own_model: set[str], models: dict[st
             raise UserError(problem, path=_display(phase.source), line=line_of(text, keypath))
 
 
+_UNUSED_SETTINGS: dict[str | None, frozenset[str]] = {
+    None: frozenset({"model", "budget", "provider", "command", "replay"}),  # a `run:` phase
+    "anthropic": frozenset({"command", "replay"}),
+    "command": frozenset({"model", "replay"}),
+    "replay": frozenset({"model", "command"}),
+}
+
+
 def _phase(name: str, path: Path, raw: dict, p: dict) -> Phase:
     model = p["model"] or raw["model"]
     budget = {**raw["budget"], **p["budget"]}
@@ -466,8 +474,10 @@ def _phase(name: str, path: Path, raw: dict, p: dict) -> Phase:
         "update_spec_features": bool(p["update_spec_features"]),
         "timeout": p["timeout"],
     }
-    # Everything that changes what a job produces; a description or file location does not.
-    digest = canonical(values)
+    # Everything that changes what a job produces; a description, a file location, or a setting the
+    # phase does not use (a `run:` phase's model, a CLI agent's model) does not.
+    unused = _UNUSED_SETTINGS[provider if p["agent"] is not None else None]
+    digest = canonical({key: None if key in unused else value for key, value in values.items()})
     return Phase(
         name=name,
         source=path,

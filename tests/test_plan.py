@@ -155,6 +155,15 @@ def test_config_change_makes_the_phase_stale(project) -> None:  # type: ignore[n
     assert v["a:build"][0] == "up-to-date"
 
 
+def test_settings_a_phase_does_not_use_do_not_make_it_stale(project) -> None:  # type: ignore[no-untyped-def]
+    root = two_phase_project(project)
+    changed = TWO_PHASES.replace(
+        'specs: ["specs/*"]', 'specs: ["specs/*"]\nmodel: opus\ncommand: "my-agent --v2"'
+    )
+    write(root, {"workflows/w.yaml": changed})
+    assert {state for state, _ in verdicts(root).values()} == {"up-to-date"}  # `run:` phases use neither
+
+
 def test_deleted_output_reruns_the_job(project) -> None:  # type: ignore[no-untyped-def]
     root = two_phase_project(project)
     (root / "artifacts/b-check/ok").unlink()

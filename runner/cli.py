@@ -562,18 +562,18 @@ def tasks(path: str, as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("path", type=click.Path(dir_okay=False))
+@click.argument("path", type=click.Path())
 @click.argument("task_id")
 def check(path: str, task_id: str) -> None:
-    """Tick one task's box, changing nothing else."""
+    """Tick one task's box in a tasks.md (or a spec folder's), changing nothing else."""
     _set_checked(path, task_id, True)
 
 
 @main.command()
-@click.argument("path", type=click.Path(dir_okay=False))
+@click.argument("path", type=click.Path())
 @click.argument("task_id")
 def uncheck(path: str, task_id: str) -> None:
-    """Untick one task's box, changing nothing else."""
+    """Untick one task's box in a tasks.md (or a spec folder's), changing nothing else."""
     _set_checked(path, task_id, False)
 
 
@@ -585,7 +585,8 @@ def _set_checked(path: str, task_id: str, checked: bool) -> None:
     try:
         changed = set_checked(file, task_id, checked)
     except UserError as e:
-        e.path = path  # as the user wrote it
+        # As the user wrote it (a spec folder stands for its tasks.md).
+        e.path = path if file.name == Path(path).name else str(Path(path) / file.name)
         raise
     task_id = load_tasks(file).get(task_id).id  # `2` may have named `2.0`
     root = _root()

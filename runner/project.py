@@ -115,9 +115,9 @@ class Project:
 
         def parse(data: bytes) -> list[dict]:
             from runner.plan import summarise_groups
-            from runner.tasks import parse_tasks
+            from runner.tasks import decode_tasks, parse_tasks
 
-            return summarise_groups(parse_tasks(data.decode("utf-8-sig", errors="replace"), path))
+            return summarise_groups(parse_tasks(decode_tasks(data, spec.tasks_path), path))
 
         return [
             GroupInfo(

@@ -549,7 +549,7 @@ def parse_tasks(text: str, path: str | Path | None = None) -> TaskList:
 def load_tasks(path: str | Path) -> TaskList:
     """Read and parse a tasks.md; UTF-8 with or without a BOM, any line endings."""
     path = Path(path)
-    return TaskList(_document(_decode(_read(path), path)), path)
+    return TaskList(_document(decode_tasks(_read(path), path)), path)
 
 
 def _read(path: Path) -> bytes:
@@ -561,11 +561,19 @@ def _read(path: Path) -> bytes:
         raise UserError("is a folder, expected a tasks.md file", path=path) from None
 
 
-def _decode(data: bytes, path: Path) -> str:
+def decode_tasks(data: bytes, path: str | Path) -> str:
+    """A tasks.md's text; bytes that are not UTF-8 are a UserError naming where they are."""
     try:
         return data.decode("utf-8")  # _document drops one BOM; a second one is text, as on GitHub
     except UnicodeDecodeError as e:
-        raise UserError(f"not UTF-8 text (bad byte at offset {e.start})", path=path) from None
+        line = data.count(b"\n", 0, e.start) + 1
+        column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise UserError(
+            f"not UTF-8 text (byte 0x{data[e.start]:02x}); save the file as UTF-8",
+            path=path,
+            line=line,
+            column=column,
+        ) from None
 
 
 # --- ticking -------------------------------------------------------------------------------------
@@ -596,7 +604,7 @@ def with_ticked(text: str, task_ids: Iterable[str]) -> str:
 
 def _tick(data: bytes, task_id: str, checked: bool, tick_parents: bool, path: Path) -> bytes:
     bom = data.startswith(codecs.BOM_UTF8)  # the one BOM _document drops
-    doc = _document(_decode(data, path))
+    doc = _document(decode_tasks(data, path))
     i = doc.find(task_id)
     if i is None:
         raise UserError(f"no task with id {task_id!r}; `runner tasks {path}` lists the ids", path=path)

@@ -127,6 +127,23 @@ def test_check_uncheck_and_tasks_from_the_command_line(tmp_path: Path) -> None:
     assert listed == ["    2  [ ] 1.0  Build", "    3  [ ]   1.1  Step", "    4  [ ] 2.0  Ship"]
     folder = cli(tmp_path, "tasks", "agent-os/specs")
     assert folder.exit_code == 2 and "agent-os/specs is a folder without a tasks.md" in folder.stderr
+    assert cli(tmp_path, "check", "agent-os/specs/s", "1.1").stdout == "ticked 1.1\n"  # a spec folder will do
+    unknown = cli(tmp_path, "uncheck", "agent-os/specs/s", "7")
+    assert unknown.exit_code == 2 and unknown.stderr.startswith(
+        "runner: agent-os/specs/s/tasks.md: no task with id '7'"
+    )
+
+
+def test_a_tasks_md_that_is_not_utf8_stops_the_plan(tmp_path: Path) -> None:
+    spec = tmp_path / "specs/s"
+    spec.mkdir(parents=True)
+    (spec / "spec.md").write_text("# S\n")
+    (spec / "tasks.md").write_bytes(b"# Tasks\n\n- [ ] T001 Caf\xe9 task\n")
+    result = cli(tmp_path, "run", "--dry-run")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "runner: specs/s/tasks.md:3:15: not UTF-8 text (byte 0xe9); save the file as UTF-8"
+    )
 
 
 def test_option_values_are_checked(tmp_path: Path) -> None:

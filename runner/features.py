@@ -29,6 +29,10 @@ from runner.fsutil import atomic_write
 STATUSES = ("pending", "in-progress", "done", "partial", "blocked")
 
 
+# A spec's own feature list, under the names in use: a phase's features.json starts from it.
+SPEC_FEATURE_FILES = ("features.json", "feature_list.json")
+
+
 class FeatureList:
     def __init__(
         self,

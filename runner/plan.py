@@ -357,9 +357,12 @@ def build_plan(
     jobs: dict[str, Job] = {}
     by_phase: dict[tuple[str, str], list[str]] = {}
     for phase in project.workflow.phases.values():
+        starts_feature_lists = any(o.rsplit("/", 1)[-1] == "features.json" for o in phase.outputs)
         for spec in chosen:
             if not set(spec.roots) & set(phase.spec_roots):
                 continue
+            if starts_feature_lists:
+                project.check_feature_lists(spec)
             ids = _phase_jobs(project, phase, spec, by_phase, jobs)
             by_phase[(spec.name, phase.name)] = ids
     _implicit_dependencies(jobs)

@@ -102,6 +102,19 @@ class Project:
             self._check_model(agent)
         return resolve_model((agent.model if agent else None) or phase.model, self.workflow.models)
 
+    # --- feature lists --------------------------------------------------------------------
+
+    def check_feature_lists(self, spec: Spec) -> None:
+        """A spec's own feature list that a phase will start from must be valid before anything runs
+        (a UserError naming file, line and column); checked once per change of the file."""
+        from runner.features import SPEC_FEATURE_FILES
+
+        for name in SPEC_FEATURE_FILES:
+            path = self.root / spec.path / name
+            if path.is_file():
+                shown = f"{spec.path}/{name}"
+                self.state.cached(path, "featurelist", lambda data, shown=shown: _valid(data, shown))
+
     # --- tasks ----------------------------------------------------------------------------
 
     def task_groups(self, spec: Spec) -> list[GroupInfo]:
@@ -132,3 +145,14 @@ class Project:
             )
             for g in self.state.cached(path, "taskgroups", parse)
         ]
+
+
+def _valid(data: bytes, shown: str) -> bool:
+    from runner.features import FeatureList
+
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"not UTF-8 text (bad byte at offset {e.start})", path=shown) from None
+    FeatureList.parse(text, shown)
+    return True

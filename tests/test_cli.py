@@ -153,3 +153,15 @@ def test_option_values_are_checked(tmp_path: Path) -> None:
     assert cli(tmp_path, "watch", "--debounce", "-5").exit_code == 2
     typo = cli(tmp_path, "run", "--phase", "biuld")
     assert typo.exit_code == 2 and "no phase named 'biuld' (did you mean 'build'?)" in typo.stderr
+
+
+def test_a_broken_spec_feature_list_stops_the_plan(tmp_path: Path) -> None:
+    spec = tmp_path / "specs/s"
+    spec.mkdir(parents=True)
+    (spec / "spec.md").write_text("# S\n")
+    broken = '{"features": [\n  {"id": "F2", "name": "map" "status": "done"}\n]}\n'
+    (spec / "features.json").write_text(broken)
+    result = cli(tmp_path, "run", "--dry-run")  # the default workflow starts its features.json from it
+    assert result.exit_code == 2
+    assert result.stderr.startswith("runner: specs/s/features.json:2:30: invalid JSON: Expecting ',' delimiter")
+    assert (spec / "features.json").read_text() == broken

@@ -26,6 +26,7 @@ from runner.artifacts import JOB_FILES
 from runner.budget import Limits
 from runner.errors import UserError
 from runner.execute import JobContext, JobResult
+from runner.features import SPEC_FEATURE_FILES
 from runner.fsutil import append_line, atomic_write
 from runner.git import Git, GitError, JobCommits, branch_name
 from runner.globs import expand, has_magic
@@ -38,7 +39,6 @@ from runner.transcript import Transcript
 if TYPE_CHECKING:
     from runner.plan import Job
 
-SPEC_FEATURE_FILES = ("features.json", "feature_list.json")
 VERIFY_TIMEOUT = 1800.0  # seconds, unless the phase sets `timeout`
 # Written by runner from the job's report when the agent does not write them itself.
 RUNNER_OUTPUTS = ("implementation.md", "features.json")

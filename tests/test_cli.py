@@ -163,5 +163,7 @@ def test_a_broken_spec_feature_list_stops_the_plan(tmp_path: Path) -> None:
     (spec / "features.json").write_text(broken)
     result = cli(tmp_path, "run", "--dry-run")  # the default workflow starts its features.json from it
     assert result.exit_code == 2
-    assert result.stderr.startswith("runner: specs/s/features.json:2:30: invalid JSON: Expecting ',' delimiter")
+    assert result.stderr.startswith(
+        "runner: specs/s/features.json:2:30: invalid JSON: Expecting ',' delimiter"
+    )
     assert (spec / "features.json").read_text() == broken

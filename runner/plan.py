@@ -356,13 +356,15 @@ def build_plan(
     chosen = list(specs) if specs is not None else project.specs
     jobs: dict[str, Job] = {}
     by_phase: dict[tuple[str, str], list[str]] = {}
+    checked: set[str] = set()  # specs whose feature lists were checked
     for phase in project.workflow.phases.values():
         starts_feature_lists = any(o.rsplit("/", 1)[-1] == "features.json" for o in phase.outputs)
         for spec in chosen:
             if not set(spec.roots) & set(phase.spec_roots):
                 continue
-            if starts_feature_lists:
+            if starts_feature_lists and spec.name not in checked:
                 project.check_feature_lists(spec)
+                checked.add(spec.name)
             ids = _phase_jobs(project, phase, spec, by_phase, jobs)
             by_phase[(spec.name, phase.name)] = ids
     _implicit_dependencies(jobs)

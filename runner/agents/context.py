@@ -93,7 +93,8 @@ def job_message(
         # loop name them anyway, so say what they stand for here.
         out.append(
             "- Your instructions may name the tools CompleteTask and Finish, which you do not have here: "
-            "instead of CompleteTask, tick the task's box; instead of Finish, write the report below."
+            "ticking a task's box in tasks.md is your CompleteTask (runner checks the tick as it would "
+            "check a CompleteTask call), and the report below is your Finish."
         )
         if task_ids:
             out.append(

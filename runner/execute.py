@@ -246,6 +246,7 @@ class Executor:
                     self._start(job_id, finished, position=started, total=total)
             elif pending:
                 for job_id in pending:
+                    self.results[job_id] = JobResult("skipped", "runner was stopped")
                     self.emit("finish", job=job_id, status="skipped", reason="runner was stopped")
                 pending.clear()
             if not running:

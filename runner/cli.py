@@ -355,7 +355,7 @@ def explain(job: str) -> None:
 @main.command()
 @click.argument("directory", required=False, type=click.Path(file_okay=False))
 def init(directory: str | None) -> None:
-    """Scaffold a project: workflow, agents, an example spec, artifacts/, .gitignore lines."""
+    """Scaffold a project: workflow, agents, an example spec (if there are no specs), artifacts/, .gitignore lines."""
     from runner.scaffold import scaffold
 
     target = Path(directory).resolve() if directory else _root()

@@ -8,6 +8,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import yaml
+
+from runner.specs import discover_specs
 from runner.workflow import DEFAULT_WORKFLOW
 
 DEFAULTS = DEFAULT_WORKFLOW.parent
@@ -21,9 +24,18 @@ def scaffold(root: Path) -> list[str]:
     copies = [(DEFAULT_WORKFLOW, Path("workflows") / DEFAULT_WORKFLOW.name)]
     copies += [(p, Path("agent-os/agents") / p.name) for p in sorted((DEFAULTS / "agents").glob("*.md"))]
     example = DEFAULTS / "example-spec"
-    copies += [
-        (p, Path(EXAMPLE_SPEC) / p.relative_to(example)) for p in sorted(example.rglob("*")) if p.is_file()
-    ]
+    spec_roots = yaml.safe_load(DEFAULT_WORKFLOW.read_text(encoding="utf-8"))["specs"]
+    own = [s.path for s in discover_specs(root, spec_roots) if s.path != EXAMPLE_SPEC]
+    if own:  # the example would only join the plan next to the project's own specs
+        done.append(
+            f"skipped  {EXAMPLE_SPEC} (the project has specs: {', '.join(own[:3])}{' ...' * (len(own) > 3)})"
+        )
+    else:
+        copies += [
+            (p, Path(EXAMPLE_SPEC) / p.relative_to(example))
+            for p in sorted(example.rglob("*"))
+            if p.is_file()
+        ]
     for source, rel in copies:
         target = root / rel
         if target.exists():

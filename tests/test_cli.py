@@ -52,6 +52,15 @@ def test_init_keeps_existing_files(tmp_path: Path) -> None:
     assert (tmp_path / ".gitignore").read_text().startswith("node_modules/\n# runner\n.runner/")
 
 
+def test_init_adds_no_example_to_a_project_with_specs(tmp_path: Path) -> None:
+    (tmp_path / "specs/001-life").mkdir(parents=True)
+    (tmp_path / "specs/001-life/spec.md").write_text("# Life\n")
+    result = cli(tmp_path, "init")
+    assert "skipped  agent-os/specs/example-slugify (the project has specs: specs/001-life)" in result.stdout
+    assert not (tmp_path / "agent-os/specs").exists()
+    assert (tmp_path / "agent-os/agents/implementer.md").is_file()
+
+
 def test_agent_run_without_a_key_says_what_to_set(tmp_path: Path) -> None:
     cli(tmp_path, "init")
     result = cli(tmp_path, "run", env={"ANTHROPIC_API_KEY": "", "ANTHROPIC_AUTH_TOKEN": ""})

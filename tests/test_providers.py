@@ -141,6 +141,12 @@ def test_command_provider_keeps_verified_own_ticks_and_restores_the_rest(project
     assert run["status"] == "done" and run["ticked"] == ["1"] and run["summary"] == "wrote hello.txt"
     log = (root / "artifacts/greet-implement/1/log").read_text()
     assert "removed task 2" in log and "ticked task" in log
+    # and the terminal says so too, not only the job log
+    assert (
+        "greet:implement:1: the agent changed tasks.md (ticked tasks 1, 3; removed task 2; changed text "
+        "outside the tasks); kept verified ticks of its own tasks, the text outside the tasks; undid the rest"
+        in result.stdout
+    )
     assert "all good" in (root / "artifacts/greet-implement/1/output.log").read_text()
     shown = cli(root, "log", "greet:implement:1").stdout
     assert (

@@ -51,8 +51,8 @@ def run_cli_agent(ctx: JobContext, prompt: str, ticker: TaskTicker, log: Any) ->
             cancelled=ctx.cancelled,
         )
     log(f"the agent's command ended: {result.describe(timeout)} after {result.seconds:.1f} s")
-    if before is not None:
-        _reconcile_tasks(ticker, before, started, log)
+    if before is not None and (note := _reconcile_tasks(ticker, before, started, log)):
+        ctx.emit("note", message=f"{ctx.job.id}: {note}")
     text = (ctx.dir / "output.log").read_text(encoding="utf-8", errors="replace")
     status, report = _report(report_path, text[-20_000:])
     if result.cancelled:
@@ -66,22 +66,30 @@ def run_cli_agent(ctx: JobContext, prompt: str, ticker: TaskTicker, log: Any) ->
     return Outcome(status, reason, report, TurnUsage(), 0, 0.0)
 
 
-def _reconcile_tasks(ticker: TaskTicker, before: str, started: float, log: Any) -> None:
-    """Keep the agent's verified ticks of its own tasks; undo the rest of what it did to tasks.md."""
+def _reconcile_tasks(ticker: TaskTicker, before: str, started: float, log: Any) -> str | None:
+    """Keep the agent's verified ticks of its own tasks; undo the rest of what it did to tasks.md.
+    What was undone, in a line for the terminal, or None."""
     assert ticker.tasks_path is not None
     after = ticker.tasks_path.read_text(encoding="utf-8-sig")
     if after == before:
-        return
+        return None
     diff = diff_tasks(before, after)
     claimed = {t for t in diff.ticked if ticker.allowed is None or t in ticker.allowed}
     verified = ticker.verify()[0] if claimed else True
     keep = claimed if verified else set()
     if claimed and not verified:
         log(f"verify failed (output above), so the agent's ticks of {', '.join(sorted(claimed))} are undone")
+    note = None
     if ticker.repair(before, started, verified=keep) is not None:
-        kept = "verified ticks of its own tasks" if ticker.verify_commands else "ticks of its own tasks"
-        log(f"the agent changed tasks.md ({diff.describe()}); kept only {kept}")
+        kept = ["verified ticks of its own tasks" if ticker.verify_commands else "ticks of its own tasks"]
+        # Added tasks and other text stay: a person may have written them while the agent ran.
+        kept += ["the tasks added"] * bool(diff.added) + [
+            "the text outside the tasks"
+        ] * diff.other_text_changed
+        note = f"the agent changed tasks.md ({diff.describe()}); kept {', '.join(kept)}; undid the rest"
+        log(note)
     ticker.announce(sorted(keep))
+    return note
 
 
 def _report(path: Any, output_tail: str) -> tuple[str, Report]:

@@ -333,7 +333,7 @@ def explain(job: str) -> None:
         hint = f" (did you mean {', '.join(close)}?)" if close else " (see `runner status`)"
         raise UserError(f"no job '{job}'{hint}")
     if v.state == "up-to-date":
-        click.echo(f"{job} is up to date.")
+        click.echo(f"{job} is up to date{': ' + '; '.join(v.reasons) if v.reasons else ''}.")
     else:
         click.echo(f"{job} is {v.state}:")
         for reason in v.reasons:

@@ -137,6 +137,9 @@ def test_check_uncheck_and_tasks_from_the_command_line(tmp_path: Path) -> None:
     folder = cli(tmp_path, "tasks", "agent-os/specs")
     assert folder.exit_code == 2 and "agent-os/specs is a folder without a tasks.md" in folder.stderr
     assert cli(tmp_path, "check", "agent-os/specs/s", "1.1").stdout == "ticked 1.1\n"  # a spec folder will do
+    assert cli(tmp_path, "check", "agent-os/specs/s", "1.0").exit_code == 0
+    explained = cli(tmp_path, "explain", "s:implement:1.0").stdout
+    assert explained.startswith("s:implement:1.0 is up to date: its tasks are ticked.\n")
     unknown = cli(tmp_path, "uncheck", "agent-os/specs/s", "7")
     assert unknown.exit_code == 2 and unknown.stderr.startswith(
         "runner: agent-os/specs/s/tasks.md: no task with id '7'"

@@ -9,6 +9,7 @@ other change (which may be a person's) is kept.
 
 from __future__ import annotations
 
+import bisect
 import difflib
 from dataclasses import dataclass, field
 
@@ -67,7 +68,8 @@ def _compare(a: _Doc, b: _Doc) -> tuple[TasksDiff, dict[int, int]]:
     new_ids = [t.id for t in b.tasks]
     pairs = _aligned(a, b)  # new index -> old index
     # The rest by id: reworded, moved, or among lines that changed around them.
-    old_rest = [i for i in range(len(old_ids)) if i not in pairs.values()]
+    aligned = set(pairs.values())
+    old_rest = [i for i in range(len(old_ids)) if i not in aligned]
     new_rest = [j for j in range(len(new_ids)) if j not in pairs]
     matcher = difflib.SequenceMatcher(
         None, [old_ids[i] for i in old_rest], [new_ids[j] for j in new_rest], autojunk=False
@@ -137,18 +139,26 @@ def _aligned(a: _Doc, b: _Doc) -> dict[int, int]:
     """Tasks whose box line is where it was, among unchanged lines: new index -> old index.
 
     Lines are compared with their boxes blanked, so a tick keeps a task in place. This tells apart
-    tasks worded alike (two "Run tests" under two headings), which ids alone cannot.
+    tasks worded alike (two "Run tests" under two headings), which ids alone cannot. A large edit
+    in the middle of a file is left to the ids: aligning it line by line would cost seconds.
     """
+    equal = [op for op in _opcodes(_wordings(a), _wordings(b), exact_only=True) if op[0] == "equal"]
+    starts = [op[3] for op in equal]
     pairs: dict[int, int] = {}
-    old = [a.wording(li).rstrip() for li in range(len(a.lines))]
-    new = [b.wording(li).rstrip() for li in range(len(b.lines))]
-    for tag, i1, _, j1, j2 in _opcodes(old, new):
-        if tag == "equal":
-            for k in range(j2 - j1):
-                j = b.box_at.get(j1 + k)
-                if j is not None:
-                    pairs[j] = a.box_at[i1 + k]
+    for line, j in b.box_at.items():
+        k = bisect.bisect_right(starts, line) - 1
+        if k >= 0 and line < equal[k][4]:
+            i = a.box_at.get(equal[k][1] + line - equal[k][3])
+            if i is not None:  # the same line may be a task in one version only (a lazy line, a fence)
+                pairs[j] = i
     return pairs
+
+
+def _wordings(doc: _Doc) -> list[str]:
+    lines = [line.rstrip() for line in doc.lines]
+    for li in doc.box_at:
+        lines[li] = doc.wording(li).rstrip()
+    return lines
 
 
 # Beyond this many line pairs, an exact longest common subsequence costs too much; difflib's
@@ -156,10 +166,11 @@ def _aligned(a: _Doc, b: _Doc) -> dict[int, int]:
 _EXACT_MATCH_LIMIT = 40_000
 
 
-def _opcodes(old: list, new: list) -> list[tuple[str, int, int, int, int]]:
+def _opcodes(old: list, new: list, *, exact_only: bool = False) -> list[tuple[str, int, int, int, int]]:
     """How `new` differs from `old`, as difflib's opcodes. The common start and end are taken out
     first and a small middle is matched exactly: among repeated lines ("Run tests" twice) difflib's
-    greedy matching may keep the wrong copy."""
+    greedy matching may keep the wrong copy. A large middle is matched by difflib, or, with
+    `exact_only`, left as one replaced block."""
     start = 0
     while start < min(len(old), len(new)) and old[start] == new[start]:
         start += 1
@@ -169,24 +180,29 @@ def _opcodes(old: list, new: list) -> list[tuple[str, int, int, int, int]]:
     mid_old, mid_new = old[start : len(old) - end], new[start : len(new) - end]
     if len(mid_old) * len(mid_new) <= _EXACT_MATCH_LIMIT:
         matches = _common_subsequence(mid_old, mid_new)
+    elif exact_only:
+        matches = []
     else:
         blocks = difflib.SequenceMatcher(None, mid_old, mid_new, autojunk=False).get_matching_blocks()
         matches = [(blk.a + k, blk.b + k) for blk in blocks for k in range(blk.size)]
-    matches = [(k, k) for k in range(start)] + [(i + start, j + start) for i, j in matches]
-    matches += [(len(old) - end + k, len(new) - end + k) for k in range(end)]
-    ops: list[tuple[str, int, int, int, int]] = []
-    i = j = 0
-    for mi, mj in [*matches, (len(old), len(new))]:
+    ops: list[tuple[str, int, int, int, int]] = [("equal", 0, start, 0, start)] if start else []
+    i = j = start
+    for mi, mj in [*((i + start, j + start) for i, j in matches), (len(old) - end, len(new) - end)]:
         if mi > i or mj > j:
             tag = "replace" if mi > i and mj > j else "delete" if mi > i else "insert"
             ops.append((tag, i, mi, j, mj))
-        if (mi, mj) == (len(old), len(new)):
+        if (mi, mj) == (len(old) - end, len(new) - end):
             break
         if ops and ops[-1][0] == "equal" and ops[-1][2] == mi and ops[-1][4] == mj:
             ops[-1] = ("equal", ops[-1][1], mi + 1, ops[-1][3], mj + 1)
         else:
             ops.append(("equal", mi, mi + 1, mj, mj + 1))
         i, j = mi + 1, mj + 1
+    if end:
+        if ops and ops[-1][0] == "equal" and ops[-1][2] == len(old) - end:
+            ops[-1] = ("equal", ops[-1][1], len(old), ops[-1][3], len(new))
+        else:
+            ops.append(("equal", len(old) - end, len(old), len(new) - end, len(new)))
     return ops
 
 

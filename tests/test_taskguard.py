@@ -256,3 +256,11 @@ def test_reconcile_undoes_an_agents_line_endings_and_tick_style() -> None:
     text, diff = reconcile(before, after, allowed_ticks={"T002"})
     assert diff.ticked == ["T002", "T003"]
     assert text == before.replace("[ ] T002", "[X] T002")
+
+
+def test_a_line_that_becomes_a_task_without_changing_is_an_added_task() -> None:
+    # "2. [ ] x" continues the paragraph before it; after a blank line it is a list item of its own.
+    assert diff_tasks("para\n2. [ ] x\n", "para\n\n2. [ ] x\n").describe() == (
+        "added task x; changed text outside the tasks"
+    )
+    assert diff_tasks("```\n- [ ] a\n```\n- [ ] b\n", "- [ ] a\n```\n- [ ] b\n").added == ["a"]

@@ -290,6 +290,34 @@ def _remember(doc: _Doc) -> None:
             _CACHE.popitem(last=False)
 
 
+_GC_LOCK = threading.Lock()
+_gc_pauses = 0  # parses running now, in any thread
+_gc_was_enabled = False
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while tasks.md files are parsed, in any thread.
+
+    A big file makes ~20 block tokens per task, and the collector's passes over them (which find
+    nothing: tokens form no cycles) took a third of the parse time. Parses in parallel threads
+    share one pause, so the last to end turns the collector back on, if it was on.
+    """
+    global _gc_pauses, _gc_was_enabled
+    with _GC_LOCK:
+        if _gc_pauses == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_pauses += 1
+    try:
+        yield
+    finally:
+        with _GC_LOCK:
+            _gc_pauses -= 1
+            if _gc_pauses == 0 and _gc_was_enabled:
+                gc.enable()
+
+
 def _document(text: str) -> _Doc:
     """Parse `text` (cached: the planner, the guard and ticking often look at the same bytes)."""
     if text.startswith("\ufeff"):
@@ -297,15 +325,8 @@ def _document(text: str) -> _Doc:
     with _CACHE_LOCK:
         doc = _CACHE.get(text)
     if doc is None:
-        # A big file makes ~20 block tokens per task, and the collector's passes over them (which
-        # find nothing: tokens form no cycles) took a third of the parse time.
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
+        with _collector_paused():
             doc = _parse(text)
-        finally:
-            if collecting:
-                gc.enable()
         _remember(doc)
     return doc
 

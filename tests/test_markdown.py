@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import sys
+import threading
 
 import pytest
 from hypothesis import given, settings
@@ -111,3 +113,22 @@ def test_parsing_leaves_garbage_collection_as_it_was() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_parses_in_parallel_threads_turn_the_collector_back_on() -> None:
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible, mid-parse included
+
+    def parse(k: int) -> None:
+        for n in range(3000):
+            parse_tasks(f"- [ ] task {k}-{n}\n")
+
+    try:
+        threads = [threading.Thread(target=parse, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert gc.isenabled()

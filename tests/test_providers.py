@@ -348,3 +348,43 @@ def test_a_feature_list_runner_cannot_start_is_the_agents_to_write(project) -> N
     assert (
         json.loads((root / "artifacts/greet-design/features.json").read_text())["features"][0]["id"] == "F1"
     )
+
+
+SHARED_FEATURES_WORKFLOW = """
+specs: ["specs/*"]
+phases:
+  implement:
+    agent: dev
+    each: task
+    provider: replay
+    replay: "scripts/{name}-{task}.yaml"
+    inputs: ["{spec}/tasks.md"]
+    outputs: ["artifacts/{name}-implement/implementation.md", "artifacts/{name}-implement/features.json"]
+"""
+
+WRITES_FEATURES = """
+- tool_use: [{name: Write, input: {file_path: artifacts/greet-implement/features.json, content: "{\\"features\\": [{\\"id\\": \\"F1\\", \\"status\\": \\"done\\", \\"tasks\\": [\\"1\\"]}, {\\"id\\": \\"F2\\", \\"status\\": \\"pending\\", \\"tasks\\": [\\"2\\"]}]}\\n"}}]
+- tool_use: [{name: CompleteTask, input: {task_id: "1", evidence: "ok"}}]
+- tool_use: [{name: Finish, input: {status: done, summary: "one"}}]
+"""
+
+ONLY_TICKS = """
+- tool_use: [{name: CompleteTask, input: {task_id: "2", evidence: "ok"}}]
+- tool_use: [{name: Finish, input: {status: done, summary: "two"}}]
+"""
+
+
+def test_a_phase_feature_list_one_task_job_wrote_is_runners_to_update_for_the_next(project) -> None:  # type: ignore[no-untyped-def]
+    root = project(
+        SHARED_FEATURES_WORKFLOW,
+        {
+            "specs/greet/tasks.md": "- [ ] 1. One\n- [ ] 2. Two\n",
+            "agent-os/agents/dev.md": "Do {{task}}",
+            "scripts/greet-1.yaml": WRITES_FEATURES,
+            "scripts/greet-2.yaml": ONLY_TICKS,
+        },
+    )
+    assert cli(root, "run").exit_code == 0
+    assert json.loads((root / "artifacts/greet-implement/2/run.json").read_text())["status"] == "done"
+    features = json.loads((root / "artifacts/greet-implement/features.json").read_text())["features"]
+    assert [f["status"] for f in features] == ["done", "done"]

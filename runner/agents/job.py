@@ -316,10 +316,11 @@ def _record_output(
 
 def _runner_records(ctx: JobContext, output: str) -> bool:
     """Whether runner writes this output when the agent does not: implementation.md always, a
-    features.json when there is a feature list to start it from."""
+    features.json when there is a feature list to start it from (an earlier phase's, the spec's,
+    or the phase's own copy that another task job wrote)."""
     name = output.rsplit("/", 1)[-1]
     if name == "features.json":
-        return any(p.is_file() for p in _feature_sources(ctx))
+        return any(p.is_file() for p in (*_feature_sources(ctx), ctx.project.root / output))
     return name in RUNNER_OUTPUTS
 
 

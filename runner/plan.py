@@ -436,9 +436,11 @@ def _groups_in_order(groups: list[GroupInfo]) -> list[tuple[GroupInfo, list[str]
             continue
         if g.depends_on:
             after[g.id] = [d for d in g.depends_on if d in open_ids and d != g.id]
-            ends = [*ends, g.id]
             if not g.parallel:
                 batch_base = None
+            elif batch_base is None or g.section != batch_section:  # it opens a [P] batch all the same
+                batch_base, batch_section = list(ends), g.section
+            ends = [*ends, g.id]
             continue
         if g.parallel and batch_base is not None and g.section == batch_section:
             after[g.id] = list(batch_base)

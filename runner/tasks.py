@@ -587,8 +587,10 @@ def decode_tasks(data: bytes, path: str | Path) -> str:
     try:
         return data.decode("utf-8")  # _document drops one BOM; a second one is text, as on GitHub
     except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        before = data[: e.start].decode("utf-8")  # all good up to the bad byte
+        breaks = list(_NEWLINE.finditer(before))
+        line = len(breaks) + 1
+        column = len(before) - (breaks[-1].end() if breaks else 0) + 1
         raise UserError(
             f"not UTF-8 text (byte 0x{data[e.start]:02x}); save the file as UTF-8",
             path=path,

@@ -310,6 +310,18 @@ def test_task_groups_run_in_order_unless_dependencies_or_P_markers_say_otherwise
     after = {j.task_id: sorted(a.rsplit(":", 1)[1] for a in j.after) for j in plan.jobs.values() if j.group}
     assert after == {"T001": [], "T002": ["T003"], "T003": [], "T004": ["T001", "T002", "T003"]}
 
+    # A [P] task with a stated dependency may open the batch: the next [P] tasks run beside it.
+    write(
+        root,
+        {
+            "specs/a/tasks.md": "## Phase 1\n- [ ] T001 Setup\n- [ ] T002 [P] A (depends on T001)\n"
+            "- [ ] T003 [P] B\n- [ ] T004 [P] C\n"
+        },
+    )
+    _, plan = plan_of(root)
+    after = {j.task_id: sorted(a.rsplit(":", 1)[1] for a in j.after) for j in plan.jobs.values() if j.group}
+    assert after == {"T001": [], "T002": ["T001"], "T003": ["T001"], "T004": ["T001"]}
+
 
 def test_implicit_dependency_from_outputs_to_inputs(project) -> None:  # type: ignore[no-untyped-def]
     wf = """

@@ -332,6 +332,9 @@ def test_load_tasks_decodes_bom_and_reports_bad_files(tmp_path: Path) -> None:
     assert tl.path == path and tl.get("T001").line == 1 and tl.text == "- [ ] T001 a\r\n"
     with pytest.raises(UserError, match="not UTF-8"):
         load_tasks(write(tmp_path, b"- [ ] \xff\n", "bad.md"))
+    # where: line and column in characters, whatever the line endings
+    with pytest.raises(UserError, match=r"bad\.md:2:12: not UTF-8"):
+        load_tasks(write(tmp_path, b"- [ ] a\r- [ ] caf\xc3\xa9 \xff\r", "bad.md"))
     with pytest.raises(UserError, match="no such file"):
         load_tasks(tmp_path / "missing.md")
 

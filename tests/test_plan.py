@@ -294,9 +294,7 @@ def test_task_groups_run_in_order_unless_dependencies_or_P_markers_say_otherwise
         AGENT_PHASES,
         {"specs/a/spec.md": "s", "specs/a/tasks.md": spec_kit, "agent-os/agents/designer.md": "x"},
     )
-    _, plan = plan_of(root)
-    after = {j.task_id: sorted(a.rsplit(":", 1)[1] for a in j.after) for j in plan.jobs.values() if j.group}
-    assert after == {"T001": [], "T002": ["T001"], "T003": ["T001"], "T004": ["T002", "T003"]}
+    assert task_order(root) == {"T001": [], "T002": ["T001"], "T003": ["T001"], "T004": ["T002", "T003"]}
 
     # A stated dependency holds back its own task only; a later sequential task still waits for it.
     write(
@@ -306,9 +304,7 @@ def test_task_groups_run_in_order_unless_dependencies_or_P_markers_say_otherwise
             "- [ ] T003 [P] Three\n- [ ] T004 Wire them together\n"
         },
     )
-    _, plan = plan_of(root)
-    after = {j.task_id: sorted(a.rsplit(":", 1)[1] for a in j.after) for j in plan.jobs.values() if j.group}
-    assert after == {"T001": [], "T002": ["T003"], "T003": [], "T004": ["T001", "T002", "T003"]}
+    assert task_order(root) == {"T001": [], "T002": ["T003"], "T003": [], "T004": ["T001", "T002", "T003"]}
 
     # A [P] task with a stated dependency may open the batch: the next [P] tasks run beside it.
     write(
@@ -318,9 +314,13 @@ def test_task_groups_run_in_order_unless_dependencies_or_P_markers_say_otherwise
             "- [ ] T003 [P] B\n- [ ] T004 [P] C\n"
         },
     )
+    assert task_order(root) == {"T001": [], "T002": ["T001"], "T003": ["T001"], "T004": ["T001"]}
+
+
+def task_order(root: Path) -> dict[str, list[str]]:
+    """Each task job's id, with the tasks it waits for."""
     _, plan = plan_of(root)
-    after = {j.task_id: sorted(a.rsplit(":", 1)[1] for a in j.after) for j in plan.jobs.values() if j.group}
-    assert after == {"T001": [], "T002": ["T001"], "T003": ["T001"], "T004": ["T001"]}
+    return {j.task_id: sorted(a.rsplit(":", 1)[1] for a in j.after) for j in plan.jobs.values() if j.group}
 
 
 def test_implicit_dependency_from_outputs_to_inputs(project) -> None:  # type: ignore[no-untyped-def]

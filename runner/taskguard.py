@@ -92,19 +92,17 @@ def _compare(a: _Doc, b: _Doc) -> tuple[TasksDiff, dict[int, int]]:
             pairs[j] = old_index[task_id]
             taken.add(pairs[j])
     # Tasks worded alike that the alignment left apart: the same words are the same task.
-    old_words = _own_lines(a)
-    new_words = _own_lines(b)
+    old_own = _own_lines(a)
+    new_own = _own_lines(b)
     unpaired: dict[tuple[str, ...], list[int]] = {}
     for i in range(len(old_ids)):
         if i not in taken:
-            unpaired.setdefault(tuple(old_words.get(i, ())), []).append(i)
+            unpaired.setdefault(tuple(old_own.get(i, ())), []).append(i)
     for j in range(len(new_ids)):
-        same = unpaired.get(tuple(new_words.get(j, ())))
+        same = unpaired.get(tuple(new_own.get(j, ())))
         if j not in pairs and same:
             pairs[j] = same.pop(0)
 
-    old_own = _own_lines(a)
-    new_own = _own_lines(b)
     new_of_old = {i: j for j, i in pairs.items()}
     for j, i in sorted(pairs.items()):
         old, new = a.tasks[i], b.tasks[j]

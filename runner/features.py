@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from runner.errors import UserError
 from runner.fsutil import atomic_write
+from runner.text import decode_utf8
 
 STATUSES = ("pending", "in-progress", "done", "partial", "blocked")
 
@@ -87,11 +88,8 @@ class FeatureList:
             data = path.read_bytes()
         except FileNotFoundError:
             raise UserError("no such file", path=path) from None
-        try:
-            text = data.decode("utf-8")  # a BOM is kept: parse strips it and dumps puts it back
-        except UnicodeDecodeError as e:
-            raise UserError(f"not UTF-8 text (bad byte at offset {e.start})", path=path) from None
-        return cls.parse(text, path)
+        # A BOM is kept: parse strips it and dumps puts it back.
+        return cls.parse(decode_utf8(data, path), path)
 
     def _validate(self) -> None:
         seen: set[str] = set()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 import threading
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from markdown_it.token import Token
 from runner.errors import UserError
 from runner.fsutil import atomic_write
 from runner.markdown import block_parser
+from runner.text import LINE_BREAK, common_ending, decode_utf8, ending, lines_with_endings
 
 SECTIONS = ("Changes Made", "Deviations from Design", "Known Limitations")
 
@@ -31,9 +31,6 @@ _END = "<!-- runner: end -->"
 # Summary lines that would open a heading of their own (`#`, a `---`/`===` underline), which would
 # split the sections, or pass for one of the runner's comments, which would cut an entry short.
 _ESCAPE = re.compile(r"^\s*(?:#|=+\s*$|-+\s*$|<!--\s*runner:)")
-# CommonMark's line endings: str.splitlines would also split on form feeds, U+2028 and the like.
-_NEWLINE = re.compile(r"\r\n|\r|\n")
-_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
 _LOCK = threading.Lock()
 
 
@@ -75,7 +72,7 @@ def render_entry(entry: Entry) -> dict[str, str]:
 
 def missing_sections(text: str) -> list[str]:
     """The required `## ` sections that `text` (with or without a BOM) lacks."""
-    present = {name.casefold() for name, _, _ in _sections(_lines(text.removeprefix("\ufeff")))}
+    present = {name.casefold() for name, _, _ in _sections(lines_with_endings(text.removeprefix("\ufeff")))}
     return [s for s in SECTIONS if s.casefold() not in present]
 
 
@@ -88,11 +85,9 @@ def upsert_entry(path: str | Path, entry: Entry, *, title: str) -> None:
     path = Path(path)
     with _LOCK:
         try:
-            text = path.read_bytes().decode("utf-8")
+            text = decode_utf8(path.read_bytes(), path)
         except FileNotFoundError:
             text = f"# Implementation: {_one_line(title)}\n\n" + "\n".join(f"## {s}\n" for s in SECTIONS)
-        except UnicodeDecodeError:
-            raise UserError("not UTF-8 text; not touching it", path=path) from None
         bom = "\ufeff" if text.startswith("\ufeff") else ""
         try:
             updated = _upsert(text.removeprefix(bom), entry)
@@ -110,8 +105,8 @@ class _Hidden(Exception):
 
 
 def _upsert(text: str, entry: Entry) -> str:
-    lines = _lines(text)
-    newline = _newline(lines)
+    lines = lines_with_endings(text)
+    newline = common_ending(lines)
     for start, end in reversed(_entries(lines, entry.job_id)):
         del lines[start:end]
     for name in missing_sections("".join(lines)):
@@ -134,21 +129,6 @@ def _upsert(text: str, entry: Entry) -> str:
     return "".join(lines)
 
 
-def _lines(text: str) -> list[str]:
-    """`text`'s lines, each with its own line ending (the last one may have none)."""
-    return _LINE.findall(text)
-
-
-def _newline(lines: list[str]) -> str:
-    """The file's most common line ending (LF for a file without one), for the lines it gets."""
-    counts = Counter(_ending(line) for line in lines)
-    return max(("\n", "\r\n", "\r"), key=lambda ending: counts[ending])
-
-
-def _ending(line: str) -> str:
-    return line[len(line.rstrip("\r\n")) :]
-
-
 def _blank(line: str) -> bool:
     # CommonMark's blank: spaces and tabs only (a form feed or U+2028 is text).
     return not line.rstrip("\r\n").strip(" \t")
@@ -156,7 +136,7 @@ def _blank(line: str) -> bool:
 
 def _insert(lines: list[str], at: int, new: list[str], newline: str) -> None:
     """Insert `new` before line `at`; a last line without an ending gets one only then."""
-    if at == len(lines) and lines and not _ending(lines[-1]):
+    if at == len(lines) and lines and not ending(lines[-1]):
         lines[-1] += newline
     lines[at:at] = new
 
@@ -224,7 +204,7 @@ def _one_line(text: str) -> str:
 
 
 def _paragraphs(text: str) -> str:
-    lines = _NEWLINE.split(text.strip())
+    lines = LINE_BREAK.split(text.strip())
     return _contained("\n".join("\\" + line if _ESCAPE.match(line) else line for line in lines))
 
 

@@ -6,6 +6,7 @@ folders, so it never acts on a project you did not point it at.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,6 +15,7 @@ from runner.errors import UserError
 from runner.fingerprint import digest_of
 from runner.specs import Spec, discover_specs
 from runner.state import State
+from runner.text import decode_utf8
 from runner.workflow import Phase, Workflow, did_you_mean, load_workflow, phase_error
 
 if TYPE_CHECKING:
@@ -112,8 +114,7 @@ class Project:
         for name in SPEC_FEATURE_FILES:
             path = self.root / spec.path / name
             if path.is_file():
-                shown = f"{spec.path}/{name}"
-                self.state.cached(path, "featurelist", lambda data, shown=shown: _valid(data, shown))
+                self.state.cached(path, "featurelist", functools.partial(_valid, shown=f"{spec.path}/{name}"))
 
     # --- tasks ----------------------------------------------------------------------------
 
@@ -128,9 +129,9 @@ class Project:
 
         def parse(data: bytes) -> list[dict]:
             from runner.plan import summarise_groups
-            from runner.tasks import decode_tasks, parse_tasks
+            from runner.tasks import parse_tasks
 
-            return summarise_groups(parse_tasks(decode_tasks(data, spec.tasks_path), path))
+            return summarise_groups(parse_tasks(decode_utf8(data, spec.tasks_path), path))
 
         return [
             GroupInfo(
@@ -150,9 +151,5 @@ class Project:
 def _valid(data: bytes, shown: str) -> bool:
     from runner.features import FeatureList
 
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise UserError(f"not UTF-8 text (bad byte at offset {e.start})", path=shown) from None
-    FeatureList.parse(text, shown)
+    FeatureList.parse(decode_utf8(data, shown), shown)
     return True

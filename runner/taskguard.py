@@ -13,7 +13,8 @@ import bisect
 import difflib
 from dataclasses import dataclass, field
 
-from runner.tasks import _NEWLINE, _Doc, _document
+from runner.tasks import _Doc, _document
+from runner.text import LINE_BREAK, common_ending, lines_with_endings
 
 
 @dataclass
@@ -264,9 +265,9 @@ def reconcile(
     if not changed:
         return _styled_like(a, after, ticks, bom=before.startswith("\ufeff")), diff
     existing = set(pairs)  # tasks of `after` that were already in `before`
-    a_lines = _split_keep(a.text)
-    b_lines = _split_keep(b.text)
-    newline = "\r\n" if a.text.count("\r\n") * 2 > a.text.count("\n") else "\n"
+    a_lines = lines_with_endings(a.text)
+    b_lines = lines_with_endings(b.text)
+    newline = common_ending(a_lines)
 
     def mine(task_id: str) -> bool:
         return only is None or task_id in only
@@ -319,9 +320,9 @@ def _styled_like(a: _Doc, text: str, ticks: list[str], *, bom: bool) -> str:
     """`text` with `before`'s BOM, its line endings (where it had one kind), and the allowed
     ticks made, in its x/X habit: an agent that rewrote the file in its own style changed nothing."""
     text = text.removeprefix("\ufeff")
-    endings = set(_NEWLINE.findall(a.text))
+    endings = set(LINE_BREAK.findall(a.text))
     if len(endings) == 1:
-        text = _NEWLINE.sub(endings.pop(), text)
+        text = LINE_BREAK.sub(endings.pop(), text)
     doc = _document(text)
     char = a.tick_char()
     boxes = {i: char for i in map(doc.find, ticks) if i is not None and doc.box(i) != char}
@@ -392,17 +393,6 @@ def _family(doc: _Doc, i: int) -> set[int]:
         if t.parent is not None and doc.index[t.parent] in family:
             family.add(n)
     return family
-
-
-def _split_keep(text: str) -> list[str]:
-    lines = []
-    pos = 0
-    for m in _NEWLINE.finditer(text):
-        lines.append(text[pos : m.end()])
-        pos = m.end()
-    if pos < len(text):
-        lines.append(text[pos:])
-    return lines
 
 
 def _with_ending(line: str, newline: str) -> str:

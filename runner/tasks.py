@@ -32,6 +32,7 @@ from typing import Literal
 
 from runner.errors import UserError
 from runner.markdown import block_parser
+from runner.text import LINE_BREAK, decode_utf8
 
 TaskState = Literal["open", "done", "in-progress"]
 
@@ -40,7 +41,6 @@ _STATES: dict[str, TaskState] = {" ": "open", "x": "done", "X": "done", "-": "in
 # GFM tables on, so that a file parses as GitHub shows it.
 _MD = block_parser(tables=True)
 
-_NEWLINE = re.compile(r"\r\n|\r|\n")
 # What may stand before a box on its line: indentation, quote marks and list markers. markdown-it
 # strips any Unicode space from a paragraph's start; CommonMark, and GitHub, only spaces and tabs.
 _CONTAINER = re.compile(r"[ \t>*+\-.)0-9]*")
@@ -346,9 +346,9 @@ class _Raw:
 
 
 def _parse(text: str) -> _Doc:
-    lines = _NEWLINE.split(text)
+    lines = LINE_BREAK.split(text)
     starts = [0]
-    starts.extend(m.end() for m in _NEWLINE.finditer(text))
+    starts.extend(m.end() for m in LINE_BREAK.finditer(text))
     if text.endswith(("\n", "\r")):
         # The split leaves an empty last element after a final newline: it is not a line.
         lines.pop()
@@ -570,7 +570,7 @@ def parse_tasks(text: str, path: str | Path | None = None) -> TaskList:
 def load_tasks(path: str | Path) -> TaskList:
     """Read and parse a tasks.md; UTF-8 with or without a BOM, any line endings."""
     path = Path(path)
-    return TaskList(_document(decode_tasks(_read(path), path)), path)
+    return TaskList(_document(decode_utf8(_read(path), path)), path)
 
 
 def _read(path: Path) -> bytes:
@@ -580,23 +580,6 @@ def _read(path: Path) -> bytes:
         raise UserError("no such file", path=path) from None
     except IsADirectoryError:
         raise UserError("is a folder, expected a tasks.md file", path=path) from None
-
-
-def decode_tasks(data: bytes, path: str | Path) -> str:
-    """A tasks.md's text; bytes that are not UTF-8 are a UserError naming where they are."""
-    try:
-        return data.decode("utf-8")  # _document drops one BOM; a second one is text, as on GitHub
-    except UnicodeDecodeError as e:
-        before = data[: e.start].decode("utf-8")  # all good up to the bad byte
-        breaks = list(_NEWLINE.finditer(before))
-        line = len(breaks) + 1
-        column = len(before) - (breaks[-1].end() if breaks else 0) + 1
-        raise UserError(
-            f"not UTF-8 text (byte 0x{data[e.start]:02x}); save the file as UTF-8",
-            path=path,
-            line=line,
-            column=column,
-        ) from None
 
 
 # --- ticking -------------------------------------------------------------------------------------
@@ -626,8 +609,8 @@ def with_ticked(text: str, task_ids: Iterable[str]) -> str:
 
 
 def _tick(data: bytes, task_id: str, checked: bool, tick_parents: bool, path: Path) -> bytes:
-    bom = data.startswith(codecs.BOM_UTF8)  # the one BOM _document drops
-    doc = _document(decode_tasks(data, path))
+    bom = data.startswith(codecs.BOM_UTF8)  # the one BOM _document drops; a second one is text
+    doc = _document(decode_utf8(data, path))
     i = doc.find(task_id)
     if i is None:
         raise UserError(f"no task with id {task_id!r}; `runner tasks {path}` lists the ids", path=path)

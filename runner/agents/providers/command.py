@@ -83,9 +83,10 @@ def _reconcile_tasks(ticker: TaskTicker, before: str, started: float, log: Any) 
     if ticker.repair(before, started, verified=keep) is not None:
         kept = ["verified ticks of its own tasks" if ticker.verify_commands else "ticks of its own tasks"]
         # Added tasks and other text stay: a person may have written them while the agent ran.
-        kept += ["the tasks added"] * bool(diff.added) + [
-            "the text outside the tasks"
-        ] * diff.other_text_changed
+        if diff.added:
+            kept.append("the tasks added")
+        if diff.other_text_changed:
+            kept.append("the text outside the tasks")
         note = f"the agent changed tasks.md ({diff.describe()}); kept {', '.join(kept)}; undid the rest"
         log(note)
     ticker.announce(sorted(keep))

@@ -20,12 +20,12 @@ from markdown_it.token import Token
 
 from runner.errors import UserError
 from runner.fsutil import atomic_write
-from runner.markdown import block_parser
+from runner.markdown import BlockParser
 from runner.text import LINE_BREAK, common_ending, decode_utf8, ending, lines_with_endings
 
 SECTIONS = ("Changes Made", "Deviations from Design", "Known Limitations")
 
-_MD = block_parser(tables=False)
+_MD = BlockParser(tables=False)
 _MARK = re.compile(r"^<!-- runner: job=(.+?) -->$")
 _END = "<!-- runner: end -->"
 # Summary lines that would open a heading of their own (`#`, a `---`/`===` underline), which would

@@ -18,6 +18,8 @@ import errno
 import fcntl
 import functools
 import gc
+import itertools
+import operator
 import os
 import re
 import signal
@@ -31,7 +33,7 @@ from pathlib import Path
 from typing import Literal
 
 from runner.errors import UserError
-from runner.markdown import block_parser
+from runner.markdown import BlockParser
 from runner.text import LINE_BREAK, decode_utf8
 
 TaskState = Literal["open", "done", "in-progress"]
@@ -39,7 +41,7 @@ TaskState = Literal["open", "done", "in-progress"]
 _STATES: dict[str, TaskState] = {" ": "open", "x": "done", "X": "done", "-": "in-progress"}
 
 # GFM tables on, so that a file parses as GitHub shows it.
-_MD = block_parser(tables=True)
+_MD = BlockParser(tables=True)
 
 # What may stand before a box on its line: indentation, quote marks and list markers. markdown-it
 # strips any Unicode space from a paragraph's start; CommonMark, and GitHub, only spaces and tabs.
@@ -65,9 +67,13 @@ _DEP_REF = re.compile(
     r"|(?P<id>\bT\d+[A-Z]?\b|\b\d+(?:\.\d+)+\b|\bTask[ \t]+\d+(?:\.\d+)*\b)",
     re.IGNORECASE,
 )
-_KEYWORDS = re.compile(r"require|depend", re.IGNORECASE)
+# Words that start a requirements or dependency line, in lower case; re.IGNORECASE lets "ı" stand
+# for "i" (and "İ", which lowers to two characters).
+_KEYWORDS = re.compile(r"requ[iı]re|depend")
+_KEYWORDS_ANY_CASE = re.compile(r"require|depend", re.IGNORECASE)
 _TASK_GROUP_HEADING = re.compile(r"\btask[ \t]+group[ \t]+(\d+)\b", re.IGNORECASE)
 _SLUG = re.compile(r"[^\w]+")
+_TYPE = operator.attrgetter("type")
 _BOXES_BYTES = re.compile(rb"\[[xX-]\]")
 _ANY_BOX_BYTES = re.compile(rb"\[[ xX-]\]")
 
@@ -346,35 +352,39 @@ class _Raw:
 
 
 def _parse(text: str) -> _Doc:
-    lines = LINE_BREAK.split(text)
-    starts = [0]
-    starts.extend(m.end() for m in LINE_BREAK.finditer(text))
+    if "\r" in text:
+        lines = LINE_BREAK.split(text)
+        starts = [0, *(m.end() for m in LINE_BREAK.finditer(text))]
+    else:  # the common case, in a third of the time
+        lines = text.split("\n")
+        starts = list(itertools.accumulate(map(len, lines[:-1]), lambda at, n: at + n + 1, initial=0))
     if text.endswith(("\n", "\r")):
         # The split leaves an empty last element after a final newline: it is not a line.
         lines.pop()
         starts.pop()
     tokens = _MD.parse(text)
+    # A big file has ~16 tokens per task; of those, only list items and headings are looked at.
+    types = list(map(_TYPE, tokens))
+    heading_at = _positions(types, "heading_open")
+    headings = [(tokens[i].map[0], " ".join(tokens[i + 1].content.split())) for i in heading_at]  # type: ignore[index]
 
     raws: list[_Raw] = []
-    headings: list[tuple[int, str]] = []  # (line, text)
-    stack: list[int | None] = []
-    for i, tok in enumerate(tokens):
-        kind = tok.type
-        if kind == "list_item_open":
-            found = None
-            para = tokens[i + 1]
-            if para.type == "paragraph_open" and para.map is not None and tok.map is not None:
-                content = tokens[i + 2].content
-                m = _BOX.match(content)
-                if m and _CONTAINER.fullmatch(lines[para.map[0]].partition("[")[0]):
-                    parent = next((s for s in reversed(stack) if s is not None), None)
-                    found = len(raws)
-                    raws.append(_raw_task(content, m, lines, para.map, tok.map, parent, len(headings) - 1))
-            stack.append(found)
-        elif kind == "list_item_close":
-            stack.pop()
-        elif kind == "heading_open" and tok.map is not None:
-            headings.append((tok.map[0], " ".join(tokens[i + 1].content.split())))
+    holding: list[tuple[int, int]] = []  # (task, end line) of the task items that hold this point
+    for i in _positions(types, "list_item_open"):
+        if types[i + 1] != "paragraph_open":
+            continue
+        content = tokens[i + 2].content
+        m = _BOX.match(content)
+        item, para = tokens[i].map, tokens[i + 1].map
+        if not (m and item and para and _CONTAINER.fullmatch(lines[para[0]].partition("[")[0])):
+            continue
+        # Items nest as their line ranges do: the ones that end before this one starts are closed.
+        while holding and holding[-1][1] <= item[0]:
+            holding.pop()
+        parent = holding[-1][0] if holding else None
+        section = bisect.bisect_right(heading_at, i) - 1
+        holding.append((len(raws), item[1]))
+        raws.append(_raw_task(content, m, lines, para, item, parent, section))
 
     owner = [-1] * len(lines)
     for i, raw in enumerate(raws):
@@ -386,13 +396,13 @@ def _parse(text: str) -> _Doc:
     section_deps: dict[int, list[tuple[str, str]]] = {}
     heading_lines = [h[0] for h in headings]
     # Few lines mention requirements or dependencies: find them in one pass over the whole text.
-    candidates = sorted({bisect.bisect_right(starts, m.start()) - 1 for m in _KEYWORDS.finditer(text)})
+    candidates = sorted({bisect.bisect_right(starts, at) - 1 for at in _keyword_offsets(text)})
     for li in candidates:
         line = lines[li]
         m = _REQUIREMENTS.match(line)
         if m and owner[li] >= 0:
             _extend_unique(requirements[owner[li]], _requirement_refs(m.group(1)))
-        m = _DEPENDS.search(line)
+        m = _DEPENDS.search(line) if "depend" in line.lower() else None
         if m:
             refs = _dependency_refs(m.group(1))
             if owner[li] >= 0:
@@ -412,9 +422,10 @@ def _parse(text: str) -> _Doc:
 
     tasks = []
     for i, raw in enumerate(raws):
-        refs = list(task_deps[i])
-        if parents[i] is None:
-            _extend_unique(refs, section_deps.get(raw.section, []))
+        refs = task_deps[i]
+        if parents[i] is None and raw.section in section_deps:
+            refs = [*refs]
+            _extend_unique(refs, section_deps[raw.section])
         depends: list[str] = []
         for kind, value in refs:
             target = group_roots.get(value) if kind == "group" else (value if value in index else None)
@@ -449,6 +460,25 @@ def _parse(text: str) -> _Doc:
     )
 
 
+def _keyword_offsets(text: str) -> Iterator[int]:
+    lowered = text.lower()  # a search in lower case is three times faster than one in any case
+    if len(lowered) != len(text):  # a character lowered to two: the offsets would not be text's
+        return (m.start() for m in _KEYWORDS_ANY_CASE.finditer(text))
+    return (m.start() for m in _KEYWORDS.finditer(lowered))
+
+
+def _positions(types: list[str], kind: str) -> list[int]:
+    """Where tokens of one kind stand (list.index scans at C speed)."""
+    found = []
+    i = -1
+    try:
+        while True:
+            i = types.index(kind, i + 1)
+            found.append(i)
+    except ValueError:
+        return found
+
+
 def _raw_task(
     content: str,
     m: re.Match[str],
@@ -461,16 +491,20 @@ def _raw_task(
     line = para_map[0]
     # Only container syntax (spaces, tabs, ">", list markers) precedes the box, and none has "[".
     column = lines[line].index("[")
-    first, *rest = content[m.end() :].split("\n")
-    h = _HEAD.match(first)
-    task_id = h.group("t") or h.group("n") or h.group("d")
-    if h.group("w"):
-        task_id = " ".join(h.group("w").split())
-    head = first[h.end() :]
-    if task_id:
-        head = _SEPARATOR.sub("", head)
-    words = [head.strip()]
-    words.extend(r.strip() for r in rest if not _REQUIREMENTS.match(r))
+    first_end = content.find("\n", m.end())
+    if first_end < 0:
+        first_end = len(content)
+    h = _HEAD.match(content, m.end(), first_end)
+    t, n, d, w, markers = h.groups()  # type: ignore[union-attr]  # _HEAD matches any text
+    task_id = " ".join(w.split()) if w else t or n or d
+    head = content[h.end() : first_end]  # type: ignore[union-attr]
+    if task_id and (sep := _SEPARATOR.match(head)):
+        head = head[sep.end() :]
+    title = head.strip()
+    if first_end < len(content):
+        rest = content[first_end + 1 :].split("\n")
+        words = [title, *(r.strip() for r in rest if not _REQUIREMENTS.match(r))]
+        title = " ".join(word for word in words if word)
     start, end = item_map
     while end > start + 1 and not lines[end - 1].strip():
         end -= 1
@@ -480,8 +514,8 @@ def _raw_task(
         box=m.group(1),
         optional=m.group(2) == "*",
         explicit_id=task_id,
-        title=" ".join(w for w in words if w),
-        markers=tuple(_MARKER.findall(h.group("markers"))),
+        title=title,
+        markers=tuple(_MARKER.findall(markers)) if markers else (),
         span=(start, end),
         struct_parent=parent,
         section=section,
@@ -499,27 +533,28 @@ def _assign_ids(raws: list[_Raw]) -> tuple[list[str], list[int | None], list[boo
     used: set[str] = set(owners)
     latest: dict[str, int] = {}  # explicit id as written -> the latest task that carries it
     for i, raw in enumerate(raws):
+        explicit = raw.explicit_id
         parent = raw.struct_parent
-        if parent is None and raw.explicit_id and _NUMERIC_ID.fullmatch(raw.explicit_id):
+        if parent is None and explicit and _NUMERIC_ID.fullmatch(explicit):
             # Kiro writes sub-tasks as a flat list: "- [ ] 2." then "- [ ] 2.1"; the id says whose.
-            prefix = raw.explicit_id.rsplit(".", 1)[0]
-            candidates = [c for c in (prefix, prefix + ".0") if c != raw.explicit_id and c in latest]
-            if candidates:
-                parent = max(latest[c] for c in candidates)
-        if raw.explicit_id:
-            base = raw.explicit_id
+            prefix = explicit.rsplit(".", 1)[0]
+            found = [latest[c] for c in (prefix, prefix + ".0") if c != explicit and c in latest]
+            if found:
+                parent = max(found)
+        if explicit:
+            base = explicit
         else:
             slug = _SLUG.sub("-", raw.title.lower()).strip("-")[:48].rstrip("-") or "task"
             base = slug if parent is None else f"{ids[parent]}/{slug}"
         task_id = base
-        if not (raw.explicit_id and owners[raw.explicit_id] == i):
+        if not (explicit and owners[explicit] == i):
             n = 1
             while task_id in used:
                 n += 1
                 task_id = f"{base}-{n}"
             used.add(task_id)
-        if raw.explicit_id:
-            latest[raw.explicit_id] = i
+        if explicit:
+            latest[explicit] = i
         ids.append(task_id)
         parents.append(parent)
     return ids, parents, [r.explicit_id is not None for r in raws]

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
-from runner.markdown import block_parser
+from runner.markdown import BlockParser
 from runner.tasks import parse_tasks
 from tests.conftest import SHARED, needs_shared
 
@@ -79,12 +79,11 @@ def _plain(tables: bool) -> MarkdownIt:
     return md.enable("table") if tables else md
 
 
-def _tokens(md: MarkdownIt, text: str) -> list[tuple]:
-    fields = ("type", "tag", "nesting", "map", "level", "content", "markup", "info", "block", "hidden")
-    return [tuple(getattr(tok, f) for f in fields) for tok in md.parse(text)]
+def _tokens(md: MarkdownIt | BlockParser, text: str) -> list[dict]:
+    return [tok.as_dict() for tok in md.parse(text)]
 
 
-TUNED = {tables: block_parser(tables=tables) for tables in (True, False)}
+TUNED = {tables: BlockParser(tables=tables) for tables in (True, False)}
 PLAIN = {tables: _plain(tables) for tables in (True, False)}
 
 

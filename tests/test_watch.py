@@ -434,6 +434,19 @@ def test_first_ctrl_c_lets_the_running_job_finish_and_starts_nothing_new(
     assert cli(root, "run").exit_code == 0  # the lock was released
 
 
+def test_a_stop_counts_the_job_it_kept_from_starting(project, watcher, counter: Path) -> None:  # type: ignore[no-untyped-def]
+    # Both slow, one at a time: whichever starts first waits for `go`, the other for a free slot.
+    root = project(workflow(counter), {"specs/a/spec.md": "a1 slow\n", "specs/b/spec.md": "b1 slow\n"})
+    w = watcher(root, "-j", "1")
+    w.wait(lambda: len(runs(counter)) == 1, "the first slow run to start")
+    w.interrupt()
+    w.wait(lambda: any("Ctrl-C again" in e["message"] for e in w.events("note")), "the stopping message")
+    (counter.with_name("go")).touch()
+    assert w.exit_code() == 0, w.output()
+    assert len(runs(counter)) == 1
+    assert w.events("summary")[-1]["counts"] == {"done": 1, "skipped": 1}, w.output()
+
+
 def test_second_ctrl_c_cancels_the_running_job_and_exits_130(project, watcher, counter: Path) -> None:  # type: ignore[no-untyped-def]
     root = two_specs(project, counter)
     w = watcher(root)

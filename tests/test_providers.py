@@ -155,6 +155,35 @@ def test_command_provider_keeps_verified_own_ticks_and_restores_the_rest(project
     )
 
 
+LATIN1_AGENT = """
+import sys
+sys.stdin.read()
+open("hello.txt", "w").write("hello\\n")
+path = "specs/greet/tasks.md"
+text = open(path, encoding="utf-8").read().replace("- [ ] 1.", "- [x] 1.")
+open(path, "w", encoding="latin-1").write(text)  # an editor set to another encoding
+print("Status: done")
+"""
+
+
+def test_a_cli_agent_saving_tasks_md_in_another_encoding_gets_it_back_as_utf8(project) -> None:  # type: ignore[no-untyped-def]
+    tasks = TASKS + "\nNotas: añadir más pruebas.\n"
+    root = project(
+        COMMAND_WORKFLOW,
+        {
+            "specs/greet/tasks.md": tasks,
+            "agent-os/agents/dev.md": "Implement:\n{{task}}",
+            "agent.py": LATIN1_AGENT,
+        },
+    )
+    result = cli(root, "run", "--task", "1")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    # Its own tick stands (verify passed); every byte else is the file as it was, in UTF-8.
+    assert (root / "specs/greet/tasks.md").read_bytes() == tasks.replace("- [ ] 1.", "- [x] 1.").encode()
+    assert "saved it as text that is not UTF-8" in result.stdout
+    assert cli(root, "status").exit_code == 0
+
+
 RACING_AGENT = """
 import os, time
 task = os.environ["RUNNER_TASK"]

@@ -256,7 +256,7 @@ class TaskTicker:
         undone: list[tuple[TasksDiff, str]] = []
 
         def undo(data: bytes) -> bytes:
-            now = data.decode("utf-8-sig")
+            now, utf8 = tasks_text(data)
             diff = diff_tasks(before, now)
             marks = self.person_marks()
             unmarked = {t for t, checked in marks.items() if not checked}
@@ -265,7 +265,8 @@ class TaskTicker:
             )
             kept_unticks = {t for t in diff.unticked if self.allowed is None or t not in self.allowed}
             only = {t.id for t in parse_tasks(before).tasks} - kept_unticks - unmarked
-            fixed = reconcile(before, now, allowed_ticks=keep, only=only)[0]
+            # Text saved in another encoding cannot be kept in part: all of it goes back to `before`.
+            fixed = reconcile(before, now, allowed_ticks=keep, only=only)[0] if utf8 else before
             # Ticks still being written are their writers' to finish; written ones must not be lost.
             made = verified | _RUNNER_TICKS.since(path, since, written=True)
             fixed = with_ticked(fixed, made - unmarked)
@@ -303,6 +304,14 @@ class TaskTicker:
             f"Note: that command changed {self.rel} ({diff.describe()}). tasks.md is guarded, so the runner "
             "undid those changes. Tick tasks with CompleteTask."
         )
+
+
+def tasks_text(data: bytes) -> tuple[str, bool]:
+    """A tasks.md's text and whether it is UTF-8; bytes that are not are read as U+FFFD."""
+    try:
+        return data.decode("utf-8-sig"), True
+    except UnicodeDecodeError:
+        return data.decode("utf-8-sig", errors="replace"), False
 
 
 class _TickRecord:

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from runner.agents.loop import Outcome, Report, TurnUsage, report_from_fields, report_from_text
-from runner.agents.ticks import TaskTicker
+from runner.agents.ticks import TaskTicker, tasks_text
 from runner.changes import files_may_change
 from runner.execute import JobContext
 from runner.shell import run_command
@@ -70,7 +70,7 @@ def _reconcile_tasks(ticker: TaskTicker, before: str, started: float, log: Any) 
     """Keep the agent's verified ticks of its own tasks; undo the rest of what it did to tasks.md.
     What was undone, in a line for the terminal, or None."""
     assert ticker.tasks_path is not None
-    after = ticker.tasks_path.read_text(encoding="utf-8-sig")
+    after, utf8 = tasks_text(ticker.tasks_path.read_bytes())
     if after == before:
         return None
     diff = diff_tasks(before, after)
@@ -81,13 +81,19 @@ def _reconcile_tasks(ticker: TaskTicker, before: str, started: float, log: Any) 
         log(f"verify failed (output above), so the agent's ticks of {', '.join(sorted(claimed))} are undone")
     note = None
     if ticker.repair(before, started, verified=keep) is not None:
-        kept = ["verified ticks of its own tasks" if ticker.verify_commands else "ticks of its own tasks"]
+        kept = []
+        if keep:
+            kept.append(f"{'verified ' if ticker.verify_commands else ''}ticks of its own tasks")
         # Added tasks and other text stay: a person may have written them while the agent ran.
-        if diff.added:
+        if diff.added and utf8:
             kept.append("the tasks added")
-        if diff.other_text_changed:
+        if diff.other_text_changed and utf8:
             kept.append("the text outside the tasks")
-        note = f"the agent changed tasks.md ({diff.describe()}); kept {', '.join(kept)}; undid the rest"
+        changed = diff.describe() if utf8 else f"{diff.describe()}; saved it as text that is not UTF-8"
+        undone = f"kept {', '.join(kept)}; undid the rest" if kept else "undid it"
+        if diff.reworded:
+            undone += " (the new wording is in the job's log)"
+        note = f"the agent changed tasks.md ({changed}); {undone}"
         log(note)
     ticker.announce(sorted(keep))
     return note

@@ -197,11 +197,13 @@ class Plan:
         task: str | None = None,
         force: bool = False,
         retry: bool = True,
+        again: frozenset[str] = frozenset(),
     ) -> list[str]:
         """The jobs to run, in dependency order: the stale ones among those chosen (by phase and
         task), plus their stale upstream jobs, as make builds a target's prerequisites. With
-        retry=False, jobs that would only repeat a failed attempt are left out. `force` runs the
-        chosen jobs even when up to date or blocked (not their upstream, and never a ticked group)."""
+        retry=False, jobs that would only repeat a failed attempt are left out, but for those in
+        `again` (jobs watch cancelled to restart them). `force` runs the chosen jobs even when up to
+        date or blocked (not their upstream, and never a ticked group)."""
         for p in phases:
             self.project.workflow.phase(p)
         chosen = [
@@ -218,7 +220,7 @@ class Plan:
 
         def runs(job_id: str) -> bool:
             v = verdicts[job_id]
-            return v.must_run and (retry or not v.retry_only)
+            return v.must_run and (retry or not v.retry_only or job_id in again)
 
         @functools.cache
         def held(job_id: str) -> bool:

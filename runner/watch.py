@@ -456,6 +456,7 @@ class Session:
         self._state: State | None = None
         self._batch: _Batch | None = None
         self._streak: Counter[str] = Counter()  # runs per job since watch was last idle
+        self._restarted: set[str] = set()  # jobs cancelled by --on-busy restart, to start again
         self._last_error: str | None = None
         self._specs_watched = 0
         self._approvals = False  # some job awaits `runner approve`
@@ -571,7 +572,9 @@ class Session:
 
     def _plan(self, *, retry: bool = False) -> None:
         project, plan, verdicts = self._load()
-        ids = self._without_loops(plan, plan.select(verdicts, retry=retry))
+        # A job cancelled to restart it did not fail: it runs again even if nothing changed since.
+        restarted, self._restarted = frozenset(self._restarted), set()
+        ids = self._without_loops(plan, plan.select(verdicts, retry=retry, again=restarted))
         if ids:
             check_credentials(plan, ids)
         self._last_error = None  # planned without an error: one reported before has been fixed
@@ -622,6 +625,7 @@ class Session:
             if rec is None or v is None or rec.status != "running" or rec.signature == v.signature:
                 continue
             if self._batch.executor.cancel_job(job_id):
+                self._restarted.add(job_id)
                 reason = "; ".join(explain_changes(rec.components, v.components))
                 self.emit("restart", job=job_id, reason=reason)
 

@@ -391,6 +391,41 @@ def test_restart_mode_cancels_the_changed_job_and_starts_it_again(project, watch
     assert (root / "artifacts/a-build/out.txt").read_text() == "a3 slow\n"
 
 
+def test_restart_mode_starts_again_a_cli_agent_whose_task_edit_was_undone(
+    project, watcher, counter: Path
+) -> None:  # type: ignore[no-untyped-def]
+    # The edit that calls for the restart is undone when the cancelled CLI agent's changes to
+    # tasks.md are repaired (nothing tells it from the agent's): the job is where it was, but it
+    # was cancelled, not finished, so it must run again.
+    go = counter.with_name("go")
+    agent = f"import sys; sys.stdin.read(); open({str(counter)!r}, 'a').write('start\\n')"
+    wf = f"""
+specs: ["specs/*"]
+phases:
+  implement:
+    agent: dev
+    each: task
+    provider: command
+    command: "{PY} agent.py && {PY} {WAIT} {go}"
+    inputs: ["{{spec}}/tasks.md"]
+    outputs: ["artifacts/{{name}}-implement/implementation.md"]
+"""
+    tasks = "- [ ] 1. Write hello\n"
+    root = project(
+        wf, {"specs/a/tasks.md": tasks, "agent-os/agents/dev.md": "Do:\n{{task}}", "agent.py": agent}
+    )
+    w = watcher(root, "--on-busy", "restart")
+    w.wait(lambda: runs(counter) == ["start"], "the agent to start")
+    (root / "specs/a/tasks.md").write_text("- [ ] 1. Write hello and bye\n")
+    w.wait(lambda: len(w.events("restart")) == 1, "the restart")
+    w.wait(lambda: runs(counter) == ["start", "start"], "the agent to start again")
+    go.touch()
+    w.idle()
+    finishes = [e["status"] for e in w.events("finish")]
+    assert finishes == ["cancelled", "done"], w.output()
+    assert (root / "specs/a/tasks.md").read_text() == "- [x] 1. Write hello\n"
+
+
 # --- lock, Ctrl-C, errors ------------------------------------------------------------------------
 
 

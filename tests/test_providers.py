@@ -93,6 +93,36 @@ def test_a_missing_replay_script_names_the_file(project) -> None:  # type: ignor
     )
 
 
+DISPUTING_SCRIPT = """
+- tool_use:
+    - {name: Write, input: {file_path: hello.txt, content: "hello\\n"}}
+    - {name: Read, input: {file_path: specs/greet/tasks.md}}
+    - {name: Edit, input: {file_path: specs/greet/tasks.md, old_string: "  - [ ] 1.2 Write bye.txt\\n", new_string: ""}}
+- tool_use: [{name: CompleteTask, input: {task_id: "1.1", evidence: "hello.txt written"}}]
+- tool_use: [{name: Finish, input: {status: done, summary: "1.1 done"}}]
+"""
+
+
+def test_a_task_the_agent_tried_to_remove_is_not_ticked_by_its_report_of_done(project) -> None:  # type: ignore[no-untyped-def]
+    tasks = "- [ ] 1. Greet\n  - [ ] 1.1 Write hello.txt\n  - [ ] 1.2 Write bye.txt\n"
+    root = project(
+        REPLAY_WORKFLOW,
+        {
+            "specs/greet/tasks.md": tasks,
+            "agent-os/agents/dev.md": "Do {{task}}",
+            "scripts/greet-1.yaml": DISPUTING_SCRIPT,
+        },
+    )
+    result = cli(root, "run")
+    assert (root / "specs/greet/tasks.md").read_text() == tasks.replace("[ ] 1.1", "[x] 1.1")
+    run = json.loads((root / "artifacts/greet-implement/1/run.json").read_text())
+    assert run["status"] == "partial", result.stdout
+    assert run["reason"].startswith("left unticked: 1, 1.2: a report of done does not cover 1.2"), run[
+        "reason"
+    ]
+    assert result.exit_code == 1
+
+
 CLI_AGENT = """
 import os, sys
 prompt = sys.stdin.read()

@@ -417,6 +417,12 @@ def _settle(
             log(f"reported done, but verify failed (output above); not ticked: {', '.join(still_open)}")
             return "partial", f"verify failed; left unticked: {', '.join(still_open)}"
         ticker.complete_rest()
+        if left := ticker.open_tasks():
+            changed = ", ".join(sorted(ticker.disputed))
+            return "partial", (
+                f"left unticked: {', '.join(left)}: a report of done does not cover {changed}, "
+                "removed or reworded during the job and put back; CompleteTask would"
+            )
     return "done", None
 
 

@@ -79,6 +79,9 @@ class TaskTicker:
         self.verify_timeout = verify_timeout
         self.ticked: list[str] = []
         self.evidence: dict[str, str] = {}
+        # Tasks of the assignment removed or reworded during the job (refused or undone): a report of
+        # "done" does not cover them, only an explicit CompleteTask does.
+        self.disputed: set[str] = set()
         self._verified: tuple[int, bool, str] | None = None
         self._snapshot: tuple[str, float] | None = None  # tasks.md before a shell command, and when
 
@@ -128,8 +131,23 @@ class TaskTicker:
         return ToolResult(f"Ticked {', '.join(done)} in {self.rel}{checks}.")
 
     def complete_rest(self) -> list[str]:
-        """Tick every open required task of the assignment (the agent reported it done and verify passed)."""
-        return self._tick(self._open()[::-1])  # children first, so parents tick last
+        """Tick every open required task of the assignment (the agent reported it done and verify
+        passed) but the disputed ones and the tasks above them."""
+        assert self.tasks_path is not None
+        tasks = load_tasks(self.tasks_path)
+        held = set()
+        for task_id in self.disputed:
+            with contextlib.suppress(KeyError):  # no longer in the file: nothing to hold
+                task = tasks.get(task_id)
+                held.add(task.id)
+                while task.parent is not None:
+                    task = tasks.get(task.parent)
+                    held.add(task.id)
+        return self._tick([t for t in self._open()[::-1] if t.id not in held])  # children first
+
+    def _dispute(self, diff: TasksDiff) -> None:
+        changed = {*diff.removed, *diff.reworded}
+        self.disputed |= changed if self.allowed is None else changed & self.allowed
 
     def open_tasks(self) -> list[str]:
         return [t.id for t in self._open()]
@@ -230,6 +248,8 @@ class TaskTicker:
             results = [self.complete(task_id, "ticked by editing tasks.md") for task_id in diff.ticked]
             text = "\n".join(r.content for r in results)
             return ToolResult(text, is_error=any(r.is_error for r in results))
+        if own:
+            self._dispute(diff)
         where = "your spec's tasks.md" if own else "another spec's tasks.md"
         return ToolResult(
             f"Refused: {where} is guarded and this edit {diff.describe()}. Only ticking your own tasks is "
@@ -281,6 +301,7 @@ class TaskTicker:
         if not changed or not undone:
             return None
         diff, now = undone[-1]
+        self._dispute(diff)
         reworded = parse_tasks(now)
         for task_id in diff.reworded:
             with contextlib.suppress(KeyError):

@@ -409,6 +409,29 @@ def test_a_feature_list_runner_cannot_start_is_the_agents_to_write(project) -> N
     )
 
 
+BROKEN_FEATURES_SCRIPT = """
+- tool_use:
+    - {name: Write, input: {file_path: artifacts/greet-design/design.md, content: "# Design\\n"}}
+    - {name: Write, input: {file_path: artifacts/greet-design/features.json, content: "{\\"features\\": [\\n  {\\"id\\": \\"F1\\",}\\n]}\\n"}}
+- tool_use: [{name: Finish, input: {status: done, summary: "Designed"}}]
+"""
+
+
+def test_a_broken_feature_list_the_agent_wrote_is_not_done(project) -> None:  # type: ignore[no-untyped-def]
+    files = {
+        "specs/greet/spec.md": "# Greet\n",
+        "agent-os/agents/architect.md": "Design {{spec}}",
+        "scripts/design.yaml": BROKEN_FEATURES_SCRIPT,
+    }
+    root = project(DESIGN_WORKFLOW, files)
+    assert cli(root, "run").exit_code == 1
+    run = json.loads((root / "artifacts/greet-design/run.json").read_text())
+    assert run["status"] == "partial"
+    assert run["reason"].startswith(
+        "reported done, but artifacts/greet-design/features.json:2:15: invalid JSON"
+    )
+
+
 SHARED_FEATURES_WORKFLOW = """
 specs: ["specs/*"]
 phases:

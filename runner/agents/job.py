@@ -26,7 +26,7 @@ from runner.artifacts import JOB_FILES
 from runner.budget import Limits
 from runner.errors import UserError
 from runner.execute import JobContext, JobResult
-from runner.features import SPEC_FEATURE_FILES
+from runner.features import SPEC_FEATURE_FILES, FeatureList
 from runner.fsutil import append_line, atomic_write
 from runner.git import Git, GitError, JobCommits, branch_name
 from runner.globs import expand, has_magic
@@ -410,6 +410,15 @@ def _settle(
     ]
     if missing:
         return "partial", f"reported done but did not write {', '.join(missing)}"
+    for output in ctx.job.outputs:
+        # The next phases start from a feature list the agent wrote: a broken one must not pass.
+        if output.rsplit("/", 1)[-1] == "features.json" and wrote(output):
+            try:
+                FeatureList.load(ctx.project.root / output)
+            except UserError as e:
+                where = UserError(e.message, path=output, line=e.line, column=e.column)
+                log(f"reported done, but the feature list it wrote is broken: {where}")
+                return "partial", f"reported done, but {where}"
     # Only a task job's report covers its tasks; a spec-wide job ticks what it completes explicitly.
     still_open = ticker.open_tasks() if ctx.job.group else []
     if still_open:
@@ -459,5 +468,6 @@ def _record(
             _record_output(ctx, out, status, reason, report, changed, ticker, task_ids, notes, log, details)
         except UserError as e:  # e.g. a feature list a person left invalid: the job's work stands
             log(f"could not update {out}: {e}")
+            ctx.emit("note", message=f"{job.id}: could not update {out}: {e}")
             details.setdefault("artifact_errors", []).append(str(e))
     return details

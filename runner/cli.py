@@ -28,6 +28,9 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except UserError as e:
+            root = ctx.obj
+            if root is not None and e.path is not None and Path(e.path).is_relative_to(root):
+                e.path = Path(e.path).relative_to(root).as_posix()  # as every other message names files
             click.echo(f"runner: {e}", err=True)
             ctx.exit(e.exit_code)
         except KeyboardInterrupt:

@@ -60,7 +60,9 @@ class FeatureList:
         try:
             data = json.loads(text, object_pairs_hook=_no_duplicates)
         except json.JSONDecodeError as e:
-            raise UserError(f"invalid JSON: {e.msg}", path=path, line=e.lineno, column=e.colno) from None
+            raise UserError(
+                f"invalid JSON: {e.msg}; fix the syntax", path=path, line=e.lineno, column=e.colno
+            ) from None
         except _DuplicateKey as e:
             raise UserError(
                 f"invalid feature list: key {e.key!r} appears twice in one object", path=path

@@ -156,6 +156,12 @@ def test_a_tasks_md_that_is_not_utf8_stops_the_plan(tmp_path: Path) -> None:
     assert result.stderr.strip() == (
         "runner: specs/s/tasks.md:3:15: not UTF-8 text (byte 0xe9); save the file as UTF-8"
     )
+    # `runner tasks` names it the same way, however the file was given
+    for given in ("specs/s", str(spec / "tasks.md")):
+        shown = cli(tmp_path, "tasks", given)
+        assert shown.exit_code == 2 and shown.stderr.startswith("runner: specs/s/tasks.md:3:15: not UTF-8"), (
+            given
+        )
 
 
 def test_option_values_are_checked(tmp_path: Path) -> None:

@@ -252,7 +252,7 @@ class Console:
 
     def _on_other(self, f: dict[str, Any]) -> None:
         if f.get("message"):
-            self._print(str(f["message"]))
+            self._print(f"{f['job']}: {f['message']}" if f.get("job") else str(f["message"]))
 
     # --- drawing ----------------------------------------------------------------------------
 

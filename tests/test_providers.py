@@ -121,6 +121,11 @@ def test_a_task_the_agent_tried_to_remove_is_not_ticked_by_its_report_of_done(pr
         "reason"
     ]
     assert result.exit_code == 1
+    # The terminal says what was refused, as it does for a CLI agent's undone changes.
+    assert (
+        "greet:implement:1: refused the agent's edit of specs/greet/tasks.md (removed task 1.2)"
+        in result.stdout
+    )
 
 
 CLI_AGENT = """

@@ -468,6 +468,6 @@ def _record(
             _record_output(ctx, out, status, reason, report, changed, ticker, task_ids, notes, log, details)
         except UserError as e:  # e.g. a feature list a person left invalid: the job's work stands
             log(f"could not update {out}: {e}")
-            ctx.emit("note", message=f"{job.id}: could not update {out}: {e}")
+            ctx.emit("note", message=f"could not update {out}: {e}")
             details.setdefault("artifact_errors", []).append(str(e))
     return details

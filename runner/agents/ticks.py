@@ -250,6 +250,9 @@ class TaskTicker:
             return ToolResult(text, is_error=any(r.is_error for r in results))
         if own:
             self._dispute(diff)
+        refused = f"refused the agent's edit of {path.relative_to(self.root).as_posix()} ({diff.describe()})"
+        self.log(refused)
+        self.emit("note", message=refused)
         where = "your spec's tasks.md" if own else "another spec's tasks.md"
         return ToolResult(
             f"Refused: {where} is guarded and this edit {diff.describe()}. Only ticking your own tasks is "
@@ -320,7 +323,9 @@ class TaskTicker:
         diff = self.repair(before, since, verified=set())
         if diff is None:
             return None
-        self.log(f"undid a shell command's changes to {self.rel}: {diff.describe()}")
+        undone = f"undid a shell command's changes to {self.rel} ({diff.describe()})"
+        self.log(undone)
+        self.emit("note", message=undone)
         return (
             f"Note: that command changed {self.rel} ({diff.describe()}). tasks.md is guarded, so the runner "
             "undid those changes. Tick tasks with CompleteTask."

@@ -52,7 +52,7 @@ def run_cli_agent(ctx: JobContext, prompt: str, ticker: TaskTicker, log: Any) ->
         )
     log(f"the agent's command ended: {result.describe(timeout)} after {result.seconds:.1f} s")
     if before is not None and (note := _reconcile_tasks(ticker, before, started, log)):
-        ctx.emit("note", message=f"{ctx.job.id}: {note}")
+        ctx.emit("note", message=note)
     text = (ctx.dir / "output.log").read_text(encoding="utf-8", errors="replace")
     status, report = _report(report_path, text[-20_000:])
     if result.cancelled:

@@ -66,6 +66,9 @@ class JobContext:
     notes: str = ""
     feedback: str = ""
     started: float = field(default_factory=time.time)
+    # The jobs that ran at some moment while this one did (with -j): files seen changing in the work
+    # tree then may be theirs.
+    alongside: set[str] = field(default_factory=set)
 
     @property
     def log_path(self) -> Path:
@@ -337,6 +340,10 @@ class Executor:
             notes=self.notes,
             feedback=self.feedback.get(job_id, ""),
         )
+        for other in list(self._cancel_job):
+            if other != job_id and other in self._contexts:
+                ctx.alongside.add(other)
+                self._contexts[other].alongside.add(job_id)
         self._contexts[job_id] = ctx
         self.emit("start", job=job_id, position=position, total=total, model=job.model, agent=job.phase.agent)
 

@@ -41,6 +41,8 @@ class Entry:
     title: str
     status: str
     files: list[str] = field(default_factory=list)
+    # Seen changing in the work tree while other jobs ran too: maybe this job's, maybe theirs.
+    files_alongside: list[str] = field(default_factory=list)
     summary: str = ""
     deviations: list[str] = field(default_factory=list)
     limitations: list[str] = field(default_factory=list)
@@ -60,6 +62,9 @@ def render_entry(entry: Entry) -> dict[str, str]:
     status = entry.status + (f" ({_one_line(entry.reason)})" if entry.reason else "")
     files = ", ".join(f"`{f}`" for f in entry.files) if entry.files else "none"
     body = f"- **Status:** {status}\n- **Files changed:** {files}\n"
+    if entry.files_alongside:
+        alongside = ", ".join(f"`{f}`" for f in entry.files_alongside)
+        body += f"- **Also changed while other jobs ran (this job's or theirs):** {alongside}\n"
     if entry.summary.strip():
         body += "\n" + _paragraphs(entry.summary) + "\n"
     blocks = {SECTIONS[0]: head + body + tail}

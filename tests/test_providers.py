@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -344,6 +345,57 @@ def test_a_persons_check_during_a_cli_agent_run_is_kept(project) -> None:  # typ
     # Its own task: ticked (verified). The person's tick of 2: kept. The agent's tick of 3: undone.
     assert (root / "specs/greet/tasks.md").read_text() == TASKS.replace("- [ ] 1.", "- [x] 1.").replace(
         "- [ ] 2.", "- [x] 2."
+    )
+
+
+OVERLAPPING_AGENT = """
+import json, os, sys, time
+sys.stdin.read()
+me, other = ("a", "b") if os.environ["RUNNER_TASK"] == "T001" else ("b", "a")
+
+
+def wait_for(name):  # both jobs run at once and write their files while both run
+    deadline = time.monotonic() + 20
+    while not os.path.exists(name) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+open(f"{me}.started", "w").close()
+wait_for(f"{other}.started")
+open(f"{me}.txt", "w").write(me)
+wait_for(f"{other}.txt")
+changes = [f"{me}.txt"]
+open(os.environ["RUNNER_REPORT"], "w").write(json.dumps({"status": "done", "summary": me, "changes": changes}))
+"""
+
+
+def test_files_changed_while_other_jobs_ran_are_not_claimed_as_the_jobs_own(project) -> None:  # type: ignore[no-untyped-def]
+    workflow = COMMAND_WORKFLOW.replace('    verify: ["test -f hello.txt"]\n', "")
+    root = project(
+        workflow,
+        {
+            "specs/greet/tasks.md": "- [ ] T001 [P] Write a\n- [ ] T002 [P] Write b\n",
+            "agent-os/agents/dev.md": "Implement:\n{{task}}",
+            "agent.py": OVERLAPPING_AGENT,
+            ".gitignore": "*.started\n",
+        },
+    )
+    for command in (
+        ["init", "-q"],
+        ["add", "-A"],
+        ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "s"],
+    ):
+        subprocess.run(["git", *command], cwd=root, check=True)
+    result = cli(root, "run", "-j", "2")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    text = (root / "artifacts/greet-implement/implementation.md").read_text()
+    assert (
+        "- **Files changed:** `a.txt`\n- **Also changed while other jobs ran (this job's or theirs):** `b.txt`\n"
+        in text
+    )
+    assert (
+        "- **Files changed:** `b.txt`\n- **Also changed while other jobs ran (this job's or theirs):** `a.txt`\n"
+        in text
     )
 
 

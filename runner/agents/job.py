@@ -135,7 +135,7 @@ def run_agent_job(ctx: JobContext) -> JobResult:
         from runner.agents.providers.command import run_cli_agent
 
         outcome = run_cli_agent(ctx, f"{rendered.text}\n\n---\n\n{message}", ticker, log)
-        changed: set[str] = set()
+        written: set[str] = set()  # the files runner saw this job write (a CLI agent's: none)
     else:
         own = [o for o in _own_outputs(job) if not has_magic(o)]
         tools = Tools(Sandbox(project.root), names=agent.tools, guard=ticker, env=agent_env, outputs=own)
@@ -156,9 +156,9 @@ def run_agent_job(ctx: JobContext) -> JobResult:
             cancelled=ctx.cancelled,
         )
         outcome = loop.run(rendered.text, message)
-        changed = set(tools.changed_files)
+        written = set(tools.changed_files)
     # Files written by shell commands or a CLI agent, as git sees them (committed ones included).
-    changed |= tree.changed() | (commits.committed if commits is not None else set())
+    changed = written | tree.changed() | (commits.committed if commits is not None else set())
     outcome = _redacted(outcome, log.secrets)
 
     def wrote(output: str) -> bool:
@@ -178,7 +178,7 @@ def run_agent_job(ctx: JobContext) -> JobResult:
             reason = (
                 f"look at the changes, then `runner approve {job.id}` or `runner reject {job.id} --notes ...`"
             )
-    details = _record(ctx, outcome, status, reason, task_ids, changed, ticker, log)
+    details = _record(ctx, outcome, status, reason, task_ids, changed, written, ticker, log)
     if phase.provider != "command":
         transcript.write("result", status=status, reason=reason, ticked=ticker.ticked)
     return JobResult(
@@ -267,6 +267,7 @@ def _record_output(
     reason: str | None,
     report: Report,
     changed: set[str],
+    written: set[str],
     ticker: TaskTicker,
     task_ids: list[str],
     notes: list[str],
@@ -278,13 +279,22 @@ def _record_output(
     name = out.rsplit("/", 1)[-1]
     agent_wrote = out in changed
     if name == "implementation.md":
+        # tasks.md files are runner's to change (ticks), for this job or another.
+        work = {
+            f for f in changed if f not in {s.tasks_path for s in project.specs} and not _BYTECODE.search(f)
+        }
+        # With other jobs running, what git saw change may be theirs: only runner's own record of
+        # this job's writes, and the files the agent says it changed, are its for sure.
+        own = written | set(report.changes)
+        alongside = sorted(work - own) if ctx.alongside else []
+        files = sorted(work & own if ctx.alongside else work)
         entry = Entry(
             job_id=job.id,
             task_id=job.task_id,
             title=job.group.title if job.group else job.phase.name,
             status=status,
-            files=sorted(f for f in changed if f != job.spec.tasks_path and not _BYTECODE.search(f))
-            or report.changes,
+            files=files or ([] if alongside else report.changes),
+            files_alongside=alongside,
             summary="\n\n".join([report.summary, *notes]).strip(),
             deviations=report.deviations,
             limitations=report.limitations,
@@ -442,6 +452,7 @@ def _record(
     reason: str | None,
     task_ids: list[str],
     changed: set[str],
+    written: set[str],
     ticker: TaskTicker,
     log: JobLog,
 ) -> dict[str, Any]:
@@ -465,7 +476,9 @@ def _record(
     notes += [f"Evidence: {evidence}"] if evidence else []
     for out in job.outputs:
         try:
-            _record_output(ctx, out, status, reason, report, changed, ticker, task_ids, notes, log, details)
+            _record_output(
+                ctx, out, status, reason, report, changed, written, ticker, task_ids, notes, log, details
+            )
         except UserError as e:  # e.g. a feature list a person left invalid: the job's work stands
             log(f"could not update {out}: {e}")
             ctx.emit("note", message=f"could not update {out}: {e}")

@@ -163,9 +163,13 @@ class Plan:
                 continue
             state, reasons = _judge(rec, sig, comps)
             retry_only = state in ("stale", "failed") and rec is not None and rec.signature == sig
-            if state == "up-to-date" and job.group is not None:
-                # It finished done, so its tasks were ticked; someone unticked one since.
-                state, reasons = "stale", ["a task of this group was unticked since it ran"]
+            same_tasks = rec is not None and rec.components.get("task") == comps.get("task")
+            if job.group is not None and rec is not None and rec.status == "done" and same_tasks:
+                # It finished done, so its tasks were ticked, and they read as they did: someone
+                # unticked one since. That is what makes it run again, whatever else changed while
+                # it counted as done.
+                earlier = reasons if state == "stale" else []
+                state, reasons = "stale", ["a task of this group was unticked since it ran", *earlier]
             if state == "up-to-date":
                 missing = [o for o in job.outputs if not output_exists(self._root, o)]
                 if missing:

@@ -247,7 +247,7 @@ def test_prompt_model_task_untick_and_upstream_changes_are_named(project) -> Non
     assert v["a:implement:1"] == ("up-to-date", ("its tasks are ticked",))
     settle(root)
 
-    # The design job runs again while group 2 is open again: group 2 sees a new upstream run.
+    # The design job runs again while group 2 is open again: group 2 says both, the untick first.
     ticked = (root / "specs/a/tasks.md").read_text()
     write(root, {"specs/a/tasks.md": ticked.replace("- [x] 2.", "- [ ] 2.")})
     state, plan = plan_of(root)
@@ -255,7 +255,10 @@ def test_prompt_model_task_untick_and_upstream_changes_are_named(project) -> Non
 
     comps = plan.components(plan.jobs["a:design"], state.jobs())
     state.finish_job("a:design", state.start_job("a:design", signature(comps), comps), "done")
-    assert verdicts(root)["a:implement:2"] == ("stale", ("upstream job a:design ran again",))
+    assert verdicts(root)["a:implement:2"] == (
+        "stale",
+        ("a task of this group was unticked since it ran", "upstream job a:design ran again"),
+    )
 
 
 def test_ticking_a_box_changes_no_signature(project) -> None:  # type: ignore[no-untyped-def]

@@ -25,7 +25,7 @@ import bisect
 import functools
 import itertools
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -357,9 +357,16 @@ def build_plan(
     fingerprints: Fingerprints,
     *,
     specs: Iterable[Spec] | None = None,
+    on_bad_spec: Callable[[UserError], None] | None = None,
 ) -> Plan:
-    """Every job of the workflow over the given specs (default: all), in dependency order."""
+    """Every job of the workflow over the given specs (default: all), in dependency order.
+
+    A spec whose own files cannot be read (a tasks.md that is not UTF-8, a broken feature list) is
+    bad input: a UserError, or, with `on_bad_spec`, reported there and left out of the plan.
+    """
     chosen = list(specs) if specs is not None else project.specs
+    if on_bad_spec is not None:
+        chosen = [spec for spec in chosen if _readable(project, spec, on_bad_spec)]
     jobs: dict[str, Job] = {}
     by_phase: dict[tuple[str, str], list[str]] = {}
     checked: set[str] = set()  # specs whose feature lists were checked
@@ -376,6 +383,20 @@ def build_plan(
     _implicit_dependencies(jobs)
     ordered = {job_id: jobs[job_id] for job_id in dependency_order(jobs)}
     return Plan(project, ordered, fingerprints)
+
+
+def _readable(project: Project, spec: Spec, on_bad_spec: Callable[[UserError], None]) -> bool:
+    """Whether planning can read what it needs of the spec's own files (both reads are cached)."""
+    phases = [p for p in project.workflow.phases.values() if set(spec.roots) & set(p.spec_roots)]
+    try:
+        if any(p.each == "task" for p in phases):
+            project.task_groups(spec)
+        if any(o.rsplit("/", 1)[-1] == "features.json" for p in phases for o in p.outputs):
+            project.check_feature_lists(spec)
+    except UserError as e:
+        on_bad_spec(e)
+        return False
+    return True
 
 
 def _phase_jobs(

@@ -457,6 +457,7 @@ class Session:
         self._batch: _Batch | None = None
         self._streak: Counter[str] = Counter()  # runs per job since watch was last idle
         self._restarted: set[str] = set()  # jobs cancelled by --on-busy restart, to start again
+        self._bad_specs: list[UserError] = []  # specs left out of the last plan: their files are bad
         self._last_error: str | None = None
         self._specs_watched = 0
         self._approvals = False  # some job awaits `runner approve`
@@ -497,7 +498,7 @@ class Session:
                 for job_id in recover(project, self.state):
                     self.emit("note", message=f"{job_id} was interrupted last time; it will run again")
                 self._watches = Watches(self.root, self._on_event, self._say, self._wake, poll=self.poll)
-                self._plan(retry=True)
+                self._plan(retry=True, first=True)
                 return self._loop()
         finally:
             if self._watches is not None:
@@ -565,19 +566,28 @@ class Session:
         self.watches.update(self.interest.folders)
         chosen = select_specs(project.specs, self.specs)
         self._specs_watched = len(chosen)
-        plan = build_plan(project, Fingerprints(self.root, self.state.file_rows()), specs=chosen)
+        # One spec's unreadable file holds back that spec only; the others go on being watched.
+        self._bad_specs = []
+        fingerprints = Fingerprints(self.root, self.state.file_rows())
+        plan = build_plan(project, fingerprints, specs=chosen, on_bad_spec=self._bad_specs.append)
         verdicts = plan.evaluate(self.state.jobs())
         self.state.save_file_rows(plan.fingerprints.take_updates())
         return project, plan, verdicts
 
-    def _plan(self, *, retry: bool = False) -> None:
+    def _plan(self, *, retry: bool = False, first: bool = False) -> None:
         project, plan, verdicts = self._load()
+        if first and self._bad_specs:
+            raise self._bad_specs[0]  # bad input at the start, as for `runner run`
         # A job cancelled to restart it did not fail: it runs again even if nothing changed since.
         restarted, self._restarted = frozenset(self._restarted), set()
         ids = self._without_loops(plan, plan.select(verdicts, retry=retry, again=restarted))
         if ids:
             check_credentials(plan, ids)
-        self._last_error = None  # planned without an error: one reported before has been fixed
+        if self._bad_specs:
+            waiting = "; ".join(str(e) for e in self._bad_specs)
+            self._error(f"{waiting} (that spec waits until it is fixed; the others run)")
+        else:
+            self._last_error = None  # planned without an error: one reported before has been fixed
         if not ids:
             self._idle(verdicts)
             return

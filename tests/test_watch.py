@@ -532,6 +532,40 @@ def test_a_broken_workflow_is_reported_and_watching_goes_on(project, watcher, co
     assert w.proc.poll() is None
 
 
+def test_a_spec_with_an_unreadable_tasks_md_waits_and_the_others_run(project, watcher, counter: Path) -> None:  # type: ignore[no-untyped-def]
+    wf = f"""
+specs: ["specs/*"]
+phases:
+  build:
+    agent: dev
+    each: task
+    provider: command
+    command: 'cat > /dev/null && echo "{{name}} {{task}}" >> {counter}'
+    inputs: ["{{spec}}/spec.md"]
+    outputs: ["artifacts/{{name}}-build/implementation.md"]
+"""
+    task = "- [ ] 1. Do\n"
+    files = {"specs/a/tasks.md": task, "specs/b/tasks.md": task, "agent-os/agents/dev.md": "Do {{task}}"}
+    root = project(wf, {**files, "specs/a/spec.md": "a", "specs/b/spec.md": "b"})
+    w = watcher(root)
+    idle = w.idle()
+    assert sorted(runs(counter)) == ["a 1", "b 1"]
+    (root / "specs/a/tasks.md").write_bytes(b"- [x] 1. Do\n- [ ] 2. Caf\xe9\n")
+    w.wait(lambda: len(w.events("error")) == 1, "the error")
+    (error,) = w.events("error")
+    assert error["message"].startswith("specs/a/tasks.md:2:13: not UTF-8 text"), error
+    assert error["message"].endswith("(that spec waits until it is fixed; the others run)")
+    idle = w.idle(idle)
+    write(root, {"specs/b/tasks.md": "- [x] 1. Do\n- [ ] 2. More\n"})
+    w.wait(ran(counter, "b 2"), "b's new task to run")
+    idle = w.idle(idle)
+    assert len(w.events("error")) == 1  # not repeated at every plan
+    write(root, {"specs/a/tasks.md": "- [x] 1. Do\n- [ ] 2. Café\n"})
+    w.wait(ran(counter, "a 2"), "a's new task to run once the file is fixed")
+    w.idle(idle)
+    assert sorted(runs(counter)) == ["a 1", "a 2", "b 1", "b 2"]
+
+
 def test_inputs_outside_the_spec_folders_are_watched(project, watcher, counter: Path) -> None:  # type: ignore[no-untyped-def]
     root = project(
         workflow(counter, inputs='["{spec}/spec.md", "CONSTITUTION.md", "standards/**/*.md"]'),

@@ -58,7 +58,9 @@ _NEEDS = {"table": "|", "reference": "]:"}
 class BlockParser:
     """A CommonMark parser (optionally with GFM tables) that makes block tokens with line maps.
 
-    Inline content is not parsed: an `inline` token's `content` is its text.
+    Inline content is not parsed: an `inline` token's `content` is its text. A token's `attrs` and
+    `meta` are one shared read-only empty mapping unless a rule gave it its own: copy them before
+    changing them (or pickling, or `json.dumps` of `as_dict()`).
     """
 
     def __init__(self, *, tables: bool) -> None:

@@ -280,9 +280,8 @@ def _record_output(
     agent_wrote = out in changed
     if name == "implementation.md":
         # tasks.md files are runner's to change (ticks), for this job or another.
-        work = {
-            f for f in changed if f not in {s.tasks_path for s in project.specs} and not _BYTECODE.search(f)
-        }
+        task_lists = {s.tasks_path for s in project.specs}
+        work = {f for f in changed if f not in task_lists and not _BYTECODE.search(f)}
         # With other jobs running, what git saw change may be theirs: only runner's own record of
         # this job's writes, and the files the agent says it changed, are its for sure.
         own = written | set(report.changes)
@@ -436,7 +435,7 @@ def _settle(
             log(f"reported done, but verify failed (output above); not ticked: {', '.join(still_open)}")
             return "partial", f"verify failed; left unticked: {', '.join(still_open)}"
         ticker.complete_rest()
-        if left := ticker.open_tasks():
+        if ticker.disputed and (left := ticker.open_tasks()):
             changed = ", ".join(sorted(ticker.disputed))
             return "partial", (
                 f"left unticked: {', '.join(left)}: a report of done does not cover {changed}, "

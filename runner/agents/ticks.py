@@ -79,8 +79,10 @@ class TaskTicker:
         self.verify_timeout = verify_timeout
         self.ticked: list[str] = []
         self.evidence: dict[str, str] = {}
-        # Tasks of the assignment removed or reworded during the job (refused or undone): a report of
-        # "done" does not cover them, only an explicit CompleteTask does.
+        # Tasks of the assignment the agent tried to remove or reword (an edit refused, a shell
+        # command's change undone): a report of "done" does not cover them, only CompleteTask does.
+        # Not after a CLI agent: what it left in tasks.md may be a person's edit or a parallel
+        # agent's half-written file.
         self.disputed: set[str] = set()
         self._verified: tuple[int, bool, str] | None = None
         self._snapshot: tuple[str, float] | None = None  # tasks.md before a shell command, and when
@@ -304,7 +306,6 @@ class TaskTicker:
         if not changed or not undone:
             return None
         diff, now = undone[-1]
-        self._dispute(diff)
         reworded = parse_tasks(now)
         for task_id in diff.reworded:
             with contextlib.suppress(KeyError):
@@ -323,6 +324,7 @@ class TaskTicker:
         diff = self.repair(before, since, verified=set())
         if diff is None:
             return None
+        self._dispute(diff)
         undone = f"undid a shell command's changes to {self.rel} ({diff.describe()})"
         self.log(undone)
         self.emit("note", message=undone)

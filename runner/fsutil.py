@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from pathlib import Path
+
+# The temporary file of a write in progress: `.<name>.<8 random characters>.tmp` beside the target.
+TEMP_NAME = re.compile(r"(?:^|/)\.[^/]+\.[a-z0-9_]{8}\.tmp$")
 
 # Read once at import: os.umask can only be read by setting it, which races with other threads.
 _UMASK = os.umask(0)
@@ -30,7 +34,7 @@ def atomic_write(path: str | Path, data: bytes | str, *, encoding: str = "utf-8"
         mode: int | None = path.stat().st_mode & 0o7777
     except FileNotFoundError:
         mode = None
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
@@ -55,3 +59,8 @@ def append_line(path: str | Path, line: str) -> None:
     with open(path, "a", encoding="utf-8") as f:
         f.write(line if line.endswith("\n") else line + "\n")
         f.flush()
+
+
+def temp_beside(path: Path) -> tuple[int, str]:
+    """An open temporary file in `path`'s folder, named as TEMP_NAME says (mkstemp's fd, path)."""
+    return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

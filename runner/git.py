@@ -14,6 +14,8 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+from runner.fsutil import TEMP_NAME
+
 
 class GitError(Exception):
     pass
@@ -74,7 +76,8 @@ class Git:
             code, path = entry[:2], entry[3:]
             if code[0] in "RC":  # a rename: the next entry is the old path
                 i += 1
-            if not path.startswith((".runner/", "artifacts/")):
+            # Not runner's own files, nor the temporary file of a write in progress (a parallel job's tick).
+            if not path.startswith((".runner/", "artifacts/")) and not TEMP_NAME.search(path):
                 paths.append(path)
         if not paths:
             return {}

@@ -23,7 +23,6 @@ import operator
 import os
 import re
 import signal
-import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Literal
 
 from runner.errors import UserError
+from runner.fsutil import temp_beside
 from runner.markdown import BlockParser
 from runner.text import LINE_BREAK, decode_utf8
 
@@ -637,9 +637,17 @@ def set_checked(path: str | Path, task_id: str, checked: bool = True, *, tick_pa
 
 def with_ticked(text: str, task_ids: Iterable[str]) -> str:
     """`text` with the boxes of these tasks ticked: those it has that are not ticked yet."""
+    return with_marks(text, dict.fromkeys(task_ids, True))
+
+
+def with_marks(text: str, marks: dict[str, bool]) -> str:
+    """`text` with these tasks' boxes ticked (True) or open (False), those it has; the rest as they are."""
     doc = _document(text)
-    found = [doc.find(t) for t in task_ids]
-    changes = {i: doc.tick_char() for i in found if i is not None and not doc.tasks[i].checked}
+    changes = {}
+    for task_id, checked in marks.items():
+        i = doc.find(task_id)
+        if i is not None and doc.tasks[i].checked != checked:
+            changes[i] = doc.tick_char() if checked else " "
     return doc.with_boxes(changes).text if changes else text
 
 
@@ -785,7 +793,7 @@ def _snapshot(path: Path) -> tuple[bytes, os.stat_result]:
 
 
 def _temp_copy(path: Path, data: bytes, st: os.stat_result) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = temp_beside(path)
     try:
         os.fchmod(fd, st.st_mode & 0o7777)
         if os.geteuid() == 0 and (st.st_uid, st.st_gid) != (0, 0):

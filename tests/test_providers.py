@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import cli
 
@@ -191,32 +194,53 @@ def test_command_provider_keeps_verified_own_ticks_and_restores_the_rest(project
     )
 
 
-LATIN1_AGENT = """
-import sys
+STALE_COPY_AGENT = """
+import os, sys, time
 sys.stdin.read()
-open("hello.txt", "w").write("hello\\n")
 path = "specs/greet/tasks.md"
-text = open(path, encoding="utf-8").read().replace("- [ ] 1.", "- [x] 1.")
-open(path, "w", encoding="latin-1").write(text)  # an editor set to another encoding
+text = open(path, encoding="utf-8").read().replace("- [ ] 1.", "- [x] 1.")  # read before the person's check
+open("started", "w").close()
+deadline = time.time() + 20
+while not os.path.exists("go") and time.time() < deadline:
+    time.sleep(0.02)
+open("hello.txt", "w").write("hello\\n")
+open(path, "w", encoding=os.environ["ENCODING"]).write(text)  # from a stale copy
 print("Status: done")
 """
 
 
-def test_a_cli_agent_saving_tasks_md_in_another_encoding_gets_it_back_as_utf8(project) -> None:  # type: ignore[no-untyped-def]
-    tasks = TASKS + "\nNotas: añadir más pruebas.\n"
+@pytest.mark.parametrize(
+    ("encoding", "changed"),
+    [("utf-8", "ticked task 1"), ("latin-1", "saved it as text that is not UTF-8")],
+)
+def test_a_cli_agent_writing_a_stale_copy_keeps_a_persons_check_and_utf8(  # type: ignore[no-untyped-def]
+    project, encoding: str, changed: str
+) -> None:
+    from tests.conftest import cli_process
+    from tests.test_execute import wait_for
+
+    tasks = TASKS.replace("Document it", "Document it in the café") + "\nNotas: añadir más pruebas.\n"
     root = project(
         COMMAND_WORKFLOW,
         {
             "specs/greet/tasks.md": tasks,
             "agent-os/agents/dev.md": "Implement:\n{{task}}",
-            "agent.py": LATIN1_AGENT,
+            "agent.py": STALE_COPY_AGENT,
         },
     )
-    result = cli(root, "run", "--task", "1")
-    assert result.exit_code == 0, result.stdout + result.stderr
-    # Its own tick stands (verify passed); every byte else is the file as it was, in UTF-8.
-    assert (root / "specs/greet/tasks.md").read_bytes() == tasks.replace("- [ ] 1.", "- [x] 1.").encode()
-    assert "saved it as text that is not UTF-8" in result.stdout
+    run = cli_process(root, "run", "--task", "1", env={**os.environ, "ENCODING": encoding})
+    assert wait_for((root / "started").exists)
+    assert cli(root, "check", "specs/greet/tasks.md", "2").exit_code == 0
+    (root / "go").touch()
+    out, _ = run.communicate(timeout=30)
+    assert run.returncode == 0, out
+    # Its own tick stands (verify passed), and the person's; every byte else is as it was, in UTF-8.
+    expected = tasks.replace("- [ ] 1.", "- [x] 1.").replace("- [ ] 2.", "- [x] 2.")
+    assert (root / "specs/greet/tasks.md").read_bytes() == expected.encode()
+    assert (
+        f"greet:implement:1: the agent changed tasks.md ({changed}); "
+        "kept verified ticks of its own tasks; undid the rest\n" in out
+    )
     assert cli(root, "status").exit_code == 0
 
 

@@ -22,7 +22,7 @@ from runner import changes
 from runner.agents.tools import ToolResult
 from runner.shell import run_command
 from runner.taskguard import TasksDiff, diff_tasks, reconcile
-from runner.tasks import Task, TaskList, load_tasks, parse_tasks, rewrite, set_checked, with_ticked
+from runner.tasks import Task, TaskList, load_tasks, parse_tasks, rewrite, set_checked, with_marks
 
 VERIFY_OUTPUT_CHARS = 4000
 
@@ -263,9 +263,9 @@ class TaskTicker:
             is_error=True,
         )
 
-    def repair(self, before: str, since: float, *, verified: set[str]) -> TasksDiff | None:
+    def repair(self, before: str, since: float, *, verified: set[str]) -> tuple[TasksDiff, bool] | None:
         """Undo what an agent did to the task list since `before` (read at `since`); the changes
-        undone, or None.
+        undone and whether the file was still UTF-8 (if not, all of it is undone), or None.
 
         Kept: the `verified` ticks of its own tasks, ticks runner made for other jobs, boxes people
         set with `runner check` meanwhile, unticks of other tasks (an untick loses nothing), and
@@ -278,7 +278,7 @@ class TaskTicker:
         """
         assert self.tasks_path is not None
         path = self.tasks_path
-        undone: list[tuple[TasksDiff, str]] = []
+        undone: list[tuple[TasksDiff, str, bool]] = []
 
         def undo(data: bytes) -> bytes:
             now, utf8 = tasks_text(data)
@@ -292,12 +292,13 @@ class TaskTicker:
             only = {t.id for t in parse_tasks(before).tasks} - kept_unticks - unmarked
             # Text saved in another encoding cannot be kept in part: all of it goes back to `before`.
             fixed = reconcile(before, now, allowed_ticks=keep, only=only)[0] if utf8 else before
-            # Ticks still being written are their writers' to finish; written ones must not be lost.
+            # Ticks still being written are their writers' to finish; written ones must not be lost,
+            # nor the boxes people set meanwhile, whatever a write from a stale copy did to them.
             made = verified | _RUNNER_TICKS.since(path, since, written=True)
-            fixed = with_ticked(fixed, made - unmarked)
+            fixed = with_marks(fixed, {**dict.fromkeys(made, True), **marks})
             if fixed == now:
                 return data
-            undone.append((diff, now))
+            undone.append((diff, now, utf8))
             bom = b"\xef\xbb\xbf" if data.startswith(b"\xef\xbb\xbf") else b""
             return bom + fixed.encode("utf-8")
 
@@ -305,12 +306,15 @@ class TaskTicker:
             changed = rewrite(path, undo)
         if not changed or not undone:
             return None
-        diff, now = undone[-1]
+        diff, now, utf8 = undone[-1]
+        if not utf8:  # what a diff of the misread text says is not what was done
+            self.log(f"{self.rel} had been saved as text that is not UTF-8; it is back as it was")
+            return diff, False
         reworded = parse_tasks(now)
         for task_id in diff.reworded:
             with contextlib.suppress(KeyError):
                 self.log(f"task {task_id} had been reworded to: {reworded.get(task_id).title}")
-        return diff
+        return diff, True
 
     def before_shell(self) -> None:
         if self.tasks_path is not None and self.tasks_path.exists():
@@ -321,15 +325,18 @@ class TaskTicker:
         if self._snapshot is None or self.tasks_path is None or not self.tasks_path.exists():
             return None
         (before, since), self._snapshot = self._snapshot, None
-        diff = self.repair(before, since, verified=set())
-        if diff is None:
+        repaired = self.repair(before, since, verified=set())
+        if repaired is None:
             return None
-        self._dispute(diff)
-        undone = f"undid a shell command's changes to {self.rel} ({diff.describe()})"
+        diff, utf8 = repaired
+        if utf8:
+            self._dispute(diff)
+        what = diff.describe() if utf8 else "saved it as text that is not UTF-8"
+        undone = f"undid a shell command's changes to {self.rel} ({what})"
         self.log(undone)
         self.emit("note", message=undone)
         return (
-            f"Note: that command changed {self.rel} ({diff.describe()}). tasks.md is guarded, so the runner "
+            f"Note: that command changed {self.rel} ({what}). tasks.md is guarded, so the runner "
             "undid those changes. Tick tasks with CompleteTask."
         )
 

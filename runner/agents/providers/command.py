@@ -89,9 +89,10 @@ def _reconcile_tasks(ticker: TaskTicker, before: str, started: float, log: Any) 
             kept.append("the tasks added")
         if diff.other_text_changed and utf8:
             kept.append("the text outside the tasks")
-        changed = diff.describe() if utf8 else f"{diff.describe()}; saved it as text that is not UTF-8"
+        # A diff of text misread from another encoding would name changes that were not made.
+        changed = diff.describe() if utf8 else "saved it as text that is not UTF-8"
         undone = f"kept {', '.join(kept)}; undid the rest" if kept else "undid it"
-        if diff.reworded:
+        if diff.reworded and utf8:
             undone += " (the new wording is in the job's log)"
         note = f"the agent changed tasks.md ({changed}); {undone}"
         log(note)

@@ -97,7 +97,7 @@ def test_a_missing_replay_script_names_the_file(project) -> None:  # type: ignor
     )
 
 
-DISPUTING_SCRIPT = """
+DISPUTING_EDIT = """
 - tool_use:
     - {name: Write, input: {file_path: hello.txt, content: "hello\\n"}}
     - {name: Read, input: {file_path: specs/greet/tasks.md}}
@@ -105,16 +105,30 @@ DISPUTING_SCRIPT = """
 - tool_use: [{name: CompleteTask, input: {task_id: "1.1", evidence: "hello.txt written"}}]
 - tool_use: [{name: Finish, input: {status: done, summary: "1.1 done"}}]
 """
+DISPUTING_SHELL = DISPUTING_EDIT.replace(
+    """    - {name: Read, input: {file_path: specs/greet/tasks.md}}
+    - {name: Edit, input: {file_path: specs/greet/tasks.md, old_string: "  - [ ] 1.2 Write bye.txt\\n", new_string: ""}}""",
+    """    - {name: Bash, input: {command: "sed -i '/1.2/d' specs/greet/tasks.md"}}""",
+)
 
 
-def test_a_task_the_agent_tried_to_remove_is_not_ticked_by_its_report_of_done(project) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    ("script", "told"),
+    [
+        (DISPUTING_EDIT, "refused the agent's edit of specs/greet/tasks.md (removed task 1.2)"),
+        (DISPUTING_SHELL, "undid a shell command's changes to specs/greet/tasks.md (removed task 1.2)"),
+    ],
+)
+def test_a_task_the_agent_tried_to_remove_is_not_ticked_by_its_report_of_done(
+    project, script: str, told: str
+) -> None:  # type: ignore[no-untyped-def]
     tasks = "- [ ] 1. Greet\n  - [ ] 1.1 Write hello.txt\n  - [ ] 1.2 Write bye.txt\n"
     root = project(
         REPLAY_WORKFLOW,
         {
             "specs/greet/tasks.md": tasks,
             "agent-os/agents/dev.md": "Do {{task}}",
-            "scripts/greet-1.yaml": DISPUTING_SCRIPT,
+            "scripts/greet-1.yaml": script,
         },
     )
     result = cli(root, "run")
@@ -125,11 +139,7 @@ def test_a_task_the_agent_tried_to_remove_is_not_ticked_by_its_report_of_done(pr
         "reason"
     ]
     assert result.exit_code == 1
-    # The terminal says what was refused, as it does for a CLI agent's undone changes.
-    assert (
-        "greet:implement:1: refused the agent's edit of specs/greet/tasks.md (removed task 1.2)"
-        in result.stdout
-    )
+    assert f"greet:implement:1: {told}" in result.stdout  # on the terminal, as for a CLI agent
 
 
 CLI_AGENT = """
@@ -388,7 +398,7 @@ open(f"{me}.started", "w").close()
 wait_for(f"{other}.started")
 open(f"{me}.txt", "w").write(me)
 wait_for(f"{other}.txt")
-changes = [f"{me}.txt"]
+changes = [f"./{me}.txt"]  # as the agent names it
 open(os.environ["RUNNER_REPORT"], "w").write(json.dumps({"status": "done", "summary": me, "changes": changes}))
 """
 

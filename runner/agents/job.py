@@ -8,6 +8,7 @@ write the outputs it must write is `partial` too.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import time
 from collections.abc import Callable
@@ -284,7 +285,7 @@ def _record_output(
         work = {f for f in changed if f not in task_lists and not _BYTECODE.search(f)}
         # With other jobs running, what git saw change may be theirs: only runner's own record of
         # this job's writes, and the files the agent says it changed, are its for sure.
-        own = written | set(report.changes)
+        own = written | {project.rel(os.path.normpath(project.root / c)) for c in report.changes}
         alongside = sorted(work - own) if ctx.alongside else []
         files = sorted(work & own if ctx.alongside else work)
         entry = Entry(

@@ -242,7 +242,7 @@ class TaskTicker:
 
     def write(self, path: Path, new_text: str) -> ToolResult:
         own = self.tasks_path is not None and path.resolve() == self.tasks_path.resolve()
-        current = path.read_text(encoding="utf-8-sig") if path.exists() else ""
+        current = tasks_text(path.read_bytes())[0] if path.exists() else ""
         diff = diff_tasks(current, new_text)
         if own and diff.only_ticks and not diff.unticked:
             if not diff.ticked:
@@ -319,7 +319,7 @@ class TaskTicker:
     def before_shell(self) -> None:
         if self.tasks_path is not None and self.tasks_path.exists():
             since = time.time()  # before the read: a tick landing in between must count as "since"
-            self._snapshot = (self.tasks_path.read_text(encoding="utf-8-sig"), since)
+            self._snapshot = (tasks_text(self.tasks_path.read_bytes())[0], since)
 
     def after_shell(self) -> str | None:
         if self._snapshot is None or self.tasks_path is None or not self.tasks_path.exists():

@@ -37,7 +37,7 @@ def run_cli_agent(ctx: JobContext, prompt: str, ticker: TaskTicker, log: Any) ->
     report_path.unlink(missing_ok=True)
     tasks_path = ticker.tasks_path
     started = time.time()  # before the read: see TaskTicker.repair
-    before = tasks_path.read_text(encoding="utf-8-sig") if tasks_path and tasks_path.exists() else None
+    before = tasks_text(tasks_path.read_bytes())[0] if tasks_path and tasks_path.exists() else None
     timeout = phase.timeout or phase.budget.max_seconds
     log(f"$ {command}")
     with open(ctx.dir / "output.log", "wb") as out, files_may_change():

@@ -365,44 +365,40 @@ def build_plan(
     bad input: a UserError, or, with `on_bad_spec`, reported there and left out of the plan.
     """
     chosen = list(specs) if specs is not None else project.specs
-    if on_bad_spec is not None:
-        chosen = [spec for spec in chosen if _readable(project, spec, on_bad_spec)]
+    groups: dict[str, list[GroupInfo]] = {}  # the task groups of each spec that can be read
+    for spec in chosen:
+        try:
+            groups[spec.name] = _read_own_files(project, spec)
+        except UserError as e:
+            if on_bad_spec is None:
+                raise
+            on_bad_spec(e)
     jobs: dict[str, Job] = {}
     by_phase: dict[tuple[str, str], list[str]] = {}
-    checked: set[str] = set()  # specs whose feature lists were checked
     for phase in project.workflow.phases.values():
-        starts_feature_lists = any(o.rsplit("/", 1)[-1] == "features.json" for o in phase.outputs)
         for spec in chosen:
-            if not set(spec.roots) & set(phase.spec_roots):
-                continue
-            if starts_feature_lists and spec.name not in checked:
-                project.check_feature_lists(spec)
-                checked.add(spec.name)
-            ids = _phase_jobs(project, phase, spec, by_phase, jobs)
-            by_phase[(spec.name, phase.name)] = ids
+            if spec.name in groups and set(spec.roots) & set(phase.spec_roots):
+                ids = _phase_jobs(project, phase, spec, groups[spec.name], by_phase, jobs)
+                by_phase[(spec.name, phase.name)] = ids
     _implicit_dependencies(jobs)
     ordered = {job_id: jobs[job_id] for job_id in dependency_order(jobs)}
     return Plan(project, ordered, fingerprints)
 
 
-def _readable(project: Project, spec: Spec, on_bad_spec: Callable[[UserError], None]) -> bool:
-    """Whether planning can read what it needs of the spec's own files (both reads are cached)."""
+def _read_own_files(project: Project, spec: Spec) -> list[GroupInfo]:
+    """Read what planning needs of a spec's own files: its task groups, if a phase has a job per
+    group, and its feature list, if a phase starts one from it."""
     phases = [p for p in project.workflow.phases.values() if set(spec.roots) & set(p.spec_roots)]
-    try:
-        if any(p.each == "task" for p in phases):
-            project.task_groups(spec)
-        if any(o.rsplit("/", 1)[-1] == "features.json" for p in phases for o in p.outputs):
-            project.check_feature_lists(spec)
-    except UserError as e:
-        on_bad_spec(e)
-        return False
-    return True
+    if any(o.rsplit("/", 1)[-1] == "features.json" for p in phases for o in p.outputs):
+        project.check_feature_lists(spec)
+    return project.task_groups(spec) if any(p.each == "task" for p in phases) else []
 
 
 def _phase_jobs(
     project: Project,
     phase: Phase,
     spec: Spec,
+    groups: list[GroupInfo],
     by_phase: dict[tuple[str, str], list[str]],
     jobs: dict[str, Job],
 ) -> list[str]:
@@ -426,7 +422,7 @@ def _phase_jobs(
         jobs[job.id] = job
         return [job.id]
     ids: list[str] = []
-    for group, after in _groups_in_order(project.task_groups(spec)):
+    for group, after in _groups_in_order(groups):
         job = Job(
             id=f"{spec.name}:{phase.name}:{group.id}",
             group=group,

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import age, cli, cli_process, write
+from tests.test_providers import COMMAND_WORKFLOW
 
 PY = sys.executable
 WAIT = Path(__file__).with_name("waitfile.py")
@@ -399,17 +400,8 @@ def test_restart_mode_starts_again_a_cli_agent_whose_task_edit_was_undone(
     # was cancelled, not finished, so it must run again.
     go = counter.with_name("go")
     agent = f"import sys; sys.stdin.read(); open({str(counter)!r}, 'a').write('start\\n')"
-    wf = f"""
-specs: ["specs/*"]
-phases:
-  implement:
-    agent: dev
-    each: task
-    provider: command
-    command: "{PY} agent.py && {PY} {WAIT} {go}"
-    inputs: ["{{spec}}/tasks.md"]
-    outputs: ["artifacts/{{name}}-implement/implementation.md"]
-"""
+    wf = COMMAND_WORKFLOW.replace(f"{PY} agent.py", f"{PY} agent.py && {PY} {WAIT} {go}")
+    wf = wf.replace('    verify: ["test -f hello.txt"]\n', "")
     tasks = "- [ ] 1. Write hello\n"
     root = project(
         wf, {"specs/a/tasks.md": tasks, "agent-os/agents/dev.md": "Do:\n{{task}}", "agent.py": agent}

@@ -163,8 +163,12 @@ class Plan:
                 continue
             state, reasons = _judge(rec, sig, comps)
             retry_only = state in ("stale", "failed") and rec is not None and rec.signature == sig
-            same_tasks = rec is not None and rec.components.get("task") == comps.get("task")
-            if job.group is not None and rec is not None and rec.status == "done" and same_tasks:
+            if (
+                job.group is not None
+                and rec is not None
+                and rec.status == "done"
+                and (state == "up-to-date" or rec.components.get("task") == comps["task"])
+            ):
                 # It finished done, so its tasks were ticked, and they read as they did: someone
                 # unticked one since. That is what makes it run again, whatever else changed while
                 # it counted as done.

@@ -180,11 +180,10 @@ class Console:
     def _on_start(self, f: dict[str, Any]) -> None:
         self._rows.pop(f["job"], None)  # a restarted job moves to the end
         self._rows[f["job"]] = _Row(f["job"], time.monotonic())
-        if f.get("agent"):
-            where = f" [{f['position']}/{f['total']}]" if f.get("total", 0) > 1 else ""
-            self._print(
-                f"{self._mark('start')} {f['job']:<{self.width}}  {f['agent']} · {f.get('model')}{where}"
-            )
+        # Every job gets its line, so that the [position/total] count has no gaps.
+        what = f"{f['agent']} · {f.get('model')}" if f.get("agent") else "run"
+        where = f" [{f['position']}/{f['total']}]" if f.get("total", 0) > 1 else ""
+        self._print(f"{self._mark('start')} {f['job']:<{self.width}}  {what}{where}")
 
     def _on_turn(self, f: dict[str, Any]) -> None:
         r = self._rows.get(f["job"])

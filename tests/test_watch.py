@@ -733,13 +733,14 @@ def test_the_live_view_shows_a_line_per_job_and_a_summary_then_clears(monkeypatc
         console("turn", job="auth:implement:1.2", turn=3, tokens=12100, cost_usd=0.02)
         shown = screen(out.getvalue())
         assert shown[0].startswith("> auth:implement:1.2") and "dev · claude-x [1/2]" in shown[0]
-        assert re.fullmatch(r"> auth  implement  1\.2  turn 3 · 12\.1k tokens · \$0\.020 · 0\.\ds", shown[1])
-        assert re.fullmatch(r"> auth  test       -    0\.\ds", shown[2])
-        assert shown[3] == "2 running"
+        assert re.fullmatch(r"> auth:test +run \[2/2\]", shown[1])  # a `run:` job counts, and shows, too
+        assert re.fullmatch(r"> auth  implement  1\.2  turn 3 · 12\.1k tokens · \$0\.020 · 0\.\ds", shown[2])
+        assert re.fullmatch(r"> auth  test       -    0\.\ds", shown[3])
+        assert shown[4] == "2 running"
 
         console("finish", job="auth:test", status="failed", reason="exit 1", seconds=0.5, turns=0, tokens=0)
         shown = screen(out.getvalue())
-        assert shown[1].startswith("x auth:test") and "failed" in shown[1] and "exit 1" in shown[1]
+        assert shown[2].startswith("x auth:test") and "failed" in shown[2] and "exit 1" in shown[2]
         assert shown[-2] == "x auth  test       -    failed · 0.5s" and shown[-1] == "1 running · 1 failed"
 
         console(

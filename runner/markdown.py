@@ -23,6 +23,7 @@ real ones, with markdown-it-py 3 and 4), in less than half the time.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Callable
 from types import FunctionType, MappingProxyType
@@ -179,6 +180,29 @@ def _after_a_line(fn: BlockRule) -> BlockRule:
     return rule
 
 
+_UNDERLINE = re.compile(r"(?:=+|-+)[ \t]*$")
+
+
+def _before_an_underline(fn: BlockRule) -> BlockRule:
+    """`fn`, asked only where a line of `=` or `-` follows before the next blank line: the setext
+    heading rule looks no further, and its search is costly (it asks every rule that can end a
+    paragraph at each line)."""
+
+    def rule(state: StateBlock, line: int, end: int, silent: bool) -> bool:
+        src, bMarks, eMarks, tShift = state.src, state.bMarks, state.eMarks, state.tShift
+        following = line + 1
+        while following < end:
+            pos, last = bMarks[following] + tShift[following], eMarks[following]
+            if pos >= last:
+                return False  # a blank line: the paragraph ends without an underline
+            if _UNDERLINE.match(src, pos, last):
+                return fn(state, line, end, silent)
+            following += 1
+        return False
+
+    return rule
+
+
 def _on_marker_lines(fn: BlockRule) -> BlockRule:
     """`fn`, asked only where a line has nothing but its first character, spaces and tabs."""
 
@@ -193,7 +217,7 @@ def _on_marker_lines(fn: BlockRule) -> BlockRule:
 
 # Rules that can be told cheaply they will not match at a line, and how.
 _GUARDS: dict[str, Callable[[BlockRule], BlockRule]] = {
-    "lheading": _after_a_line,
+    "lheading": _before_an_underline,
     "table": _after_a_line,
     "hr": _on_marker_lines,  # a thematic break
 }

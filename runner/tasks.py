@@ -369,6 +369,7 @@ def _parse(text: str) -> _Doc:
     headings = [(tokens[i].map[0], " ".join(tokens[i + 1].content.split())) for i in heading_at]  # type: ignore[index]
 
     raws: list[_Raw] = []
+    owner = [-1] * len(lines)
     holding: list[tuple[int, int]] = []  # (task, end line) of the task items that hold this point
     for i in _positions(types, "list_item_open"):
         if types[i + 1] != "paragraph_open":
@@ -384,12 +385,10 @@ def _parse(text: str) -> _Doc:
         parent = holding[-1][0] if holding else None
         section = bisect.bisect_right(heading_at, i) - 1
         holding.append((len(raws), item[1]))
-        raws.append(_raw_task(content, m, lines, para, item, parent, section))
-
-    owner = [-1] * len(lines)
-    for i, raw in enumerate(raws):
+        raw = _raw_task(content, m, lines, para, item, parent, section)
         start, end = raw.span
-        owner[start:end] = [i] * (end - start)
+        owner[start:end] = [len(raws)] * (end - start)  # an inner task's lines are its own
+        raws.append(raw)
 
     requirements: list[list[str]] = [[] for _ in raws]
     task_deps: list[list[tuple[str, str]]] = [[] for _ in raws]

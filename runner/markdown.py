@@ -71,7 +71,8 @@ class BlockParser:
     def parse(self, text: str) -> list[Token]:
         md = self._parser(frozenset(name for name, needed in _NEEDS.items() if needed not in text))
         core = StateCore(text, md, {})
-        normalize(core)  # line breaks to "\n", as MarkdownIt.parse does before the block rules
+        if "\r" in text or "\0" in text:
+            normalize(core)  # CR and CRLF to "\n", NUL to U+FFFD, as MarkdownIt.parse does first
         tokens: list[Token] = []
         if core.src:
             state = _State(core.src, md, core.env, tokens)

@@ -70,7 +70,7 @@ def _reconcile_tasks(ticker: TaskTicker, before: str, started: float, log: Any) 
     """Keep the agent's verified ticks of its own tasks; undo the rest of what it did to tasks.md.
     What was undone, in a line for the terminal, or None."""
     assert ticker.tasks_path is not None
-    after, utf8 = tasks_text(ticker.tasks_path.read_bytes())
+    after = tasks_text(ticker.tasks_path.read_bytes())[0]
     if after == before:
         return None
     diff = diff_tasks(before, after)
@@ -80,21 +80,22 @@ def _reconcile_tasks(ticker: TaskTicker, before: str, started: float, log: Any) 
     if claimed and not verified:
         log(f"verify failed (output above), so the agent's ticks of {', '.join(sorted(claimed))} are undone")
     note = None
-    if ticker.repair(before, started, verified=keep) is not None:
+    if (repaired := ticker.repair(before, started, verified=keep)) is not None:
         kept = []
         if keep:
             kept.append(f"{'verified ' if ticker.verify_commands else ''}ticks of its own tasks")
-        # Added tasks and other text stay: a person may have written them while the agent ran.
-        if diff.added and utf8:
-            kept.append("the tasks added")
-        if diff.other_text_changed and utf8:
-            kept.append("the text outside the tasks")
-        # A diff of text misread from another encoding would name changes that were not made.
-        changed = diff.describe() if utf8 else "saved it as text that is not UTF-8"
+        if repaired[1]:  # still UTF-8
+            # Added tasks and other text stay: a person may have written them while the agent ran.
+            if diff.added:
+                kept.append("the tasks added")
+            if diff.other_text_changed:
+                kept.append("the text outside the tasks")
+            changed = diff.describe()
+            wording = " (the new wording is in the job's log)" if diff.reworded else ""
+        else:  # all of it went back; a diff of the misread text names changes that were not made
+            changed, wording = "saved it as text that is not UTF-8", ""
         undone = f"kept {', '.join(kept)}; undid the rest" if kept else "undid it"
-        if diff.reworded and utf8:
-            undone += " (the new wording is in the job's log)"
-        note = f"the agent changed tasks.md ({changed}); {undone}"
+        note = f"the agent changed tasks.md ({changed}); {undone}{wording}"
         log(note)
     ticker.announce(sorted(keep))
     return note

@@ -35,6 +35,7 @@ from runner.implementation import Entry
 from runner.secrets import redact, redact_data, scrubbed_env, secret_values
 from runner.state import Usage
 from runner.tasks import TaskList, load_tasks
+from runner.text import decode_utf8
 from runner.transcript import Transcript
 
 if TYPE_CHECKING:
@@ -423,12 +424,11 @@ def _settle(
     for output in ctx.job.outputs:
         # The next phases start from a feature list the agent wrote: a broken one must not pass.
         if output.rsplit("/", 1)[-1] == "features.json" and wrote(output):
-            try:
-                FeatureList.load(ctx.project.root / output)
+            try:  # named as the project names it, as the plan-time check does (project._valid)
+                FeatureList.parse(decode_utf8((ctx.project.root / output).read_bytes(), output), output)
             except UserError as e:
-                where = UserError(e.message, path=output, line=e.line, column=e.column)
-                log(f"reported done, but the feature list it wrote is broken: {where}")
-                return "partial", f"reported done, but {where}"
+                log(f"reported done, but the feature list it wrote is broken: {e}")
+                return "partial", f"reported done, but {e}"
     # Only a task job's report covers its tasks; a spec-wide job ticks what it completes explicitly.
     still_open = ticker.open_tasks() if ctx.job.group else []
     if still_open:

@@ -6,16 +6,18 @@ overhead is most of the parse, and the parser here cuts it where the result cann
   line to see whether something interrupts the paragraph. Most rules give up on the line's first
   character (a fence needs a backtick or a tilde, a heading a `#`), yet each try is a Python call.
   Here only the rules that can start with that character are asked, in the same order.
-- Some rules can be told cheaply that they will not match: a setext heading and a table need a
-  next line, and a thematic break has nothing on its line but its marker, spaces and tabs. Rules
-  whose construct needs characters the text lacks (a table's `|`) are not asked at all.
+- Some rules can be told cheaply that they will not match: a setext heading needs an underline
+  before the next blank line, a table a `|` in its header row and a next line, and a thematic
+  break has nothing on its line but its marker, spaces and tabs. At a line indented as code only
+  the code rule can match. Rules whose construct needs characters the text lacks (a table's `|`)
+  are not asked at all.
 - Every rule logs each try at DEBUG level, a call or two even with logging off; the rules here
-  are copies whose logger does nothing. The list rule reads an option per item through a
-  Python-level Mapping.get; here it is a dict's.
+  are copies whose logger does nothing.
 - A token is a dataclass whose `__init__` fills thirteen fields through defaults, factories and a
   `__post_init__`; here it is made empty and filled in place.
-- The block loop (`tokenize`) and the cutting of a paragraph's lines (`getLines`) are written
-  with the per-line checks inline, the latter for lines without tabs in their indentation.
+- The block loop (`tokenize`), the list and paragraph rules (which run once per list item) and
+  the cutting of a paragraph's lines (`getLines`, for lines without tabs in their indentation)
+  are copies with their helper calls and per-line checks written inline.
 
 The tokens are the ones plain markdown-it makes (tests compare them on generated documents and on
 real ones, with markdown-it-py 3 and 4), in less than half the time.
@@ -35,7 +37,6 @@ from markdown_it.rules_block import StateBlock
 from markdown_it.rules_core import normalize
 from markdown_it.rules_core.state_core import StateCore
 from markdown_it.token import Token
-from markdown_it.utils import OptionsDict
 
 BlockRule = Callable[[StateBlock, int, int, bool], bool]
 
@@ -91,14 +92,17 @@ def _markdown_it(enabled: tuple[str, ...], disabled: frozenset[str]) -> Markdown
     ruler = md.block.ruler
     rules = [rule for rule in ruler.__rules__ if rule.enabled]
     for rule in rules:
-        rule.fn = _unlogged(rule.fn)
+        rule.fn = _PORTS.get(rule.name) or _unlogged(rule.fn)
+    # At a line indented four columns past the block's indent every rule but `code` gives up (each
+    # checks that first), and `code` takes it; `code` ends no other block, so it is in no chain.
+    code = next(rule.fn for rule in rules if rule.name == "code")
+    rules = [rule for rule in rules if rule.name != "code"]
     chains = {""} | {name for rule in rules for name in rule.alt}
     tables = {chain: _by_first_char([r for r in rules if not chain or chain in r.alt]) for chain in chains}
     # Callers only iterate a chain until a rule matches, so one rule standing for the chain will do.
     dispatch = defaultdict(list, {chain: [_dispatcher(*table)] for chain, table in tables.items()})
     ruler.getRules = dispatch.__getitem__  # type: ignore[method-assign]
-    md.block.tokenize = _tokenizer(*tables[""])  # type: ignore[method-assign]
-    md.options = _Options(md.options)
+    md.block.tokenize = _tokenizer(code, *tables[""])  # type: ignore[method-assign]
     return md
 
 
@@ -116,6 +120,8 @@ def _by_first_char(rules: list[Rule[BlockRule]]) -> RuleTable:
 
 def _dispatcher(by_char: dict[str, tuple[BlockRule, ...]], anywhere: tuple[BlockRule, ...]) -> BlockRule:
     def rule(state: StateBlock, line: int, end: int, silent: bool) -> bool:
+        if state.sCount[line] - state.blkIndent >= 4:
+            return False  # indented code
         pos = state.bMarks[line] + state.tShift[line]
         tried = by_char.get(state.src[pos], anywhere) if pos < state.eMarks[line] else anywhere
         for fn in tried:  # noqa: SIM110 - any() over a generator is 10 % slower on this hot path
@@ -127,7 +133,7 @@ def _dispatcher(by_char: dict[str, tuple[BlockRule, ...]], anywhere: tuple[Block
 
 
 def _tokenizer(
-    by_char: dict[str, tuple[BlockRule, ...]], anywhere: tuple[BlockRule, ...]
+    code: BlockRule, by_char: dict[str, tuple[BlockRule, ...]], anywhere: tuple[BlockRule, ...]
 ) -> Callable[[StateBlock, int, int], None]:
     """markdown-it's ParserBlock.tokenize, with the dispatch and the line checks written inline."""
 
@@ -149,11 +155,14 @@ def _tokenizer(
             if state.level >= maxNesting:
                 state.line = endLine
                 break
-            for rule in by_char.get(src[bMarks[line] + tShift[line]], anywhere):
-                if rule(state, line, endLine, False):
-                    break
+            if sCount[line] - state.blkIndent >= 4:
+                code(state, line, endLine, False)
             else:
-                raise RuntimeError("none of the block rules matched")
+                for rule in by_char.get(src[bMarks[line] + tShift[line]], anywhere):
+                    if rule(state, line, endLine, False):
+                        break
+                else:
+                    raise RuntimeError("none of the block rules matched")
             if state.line <= line:
                 raise RuntimeError("block rule didn't increment state.line")
             state.tight = not hasEmptyLines
@@ -169,12 +178,15 @@ def _tokenizer(
     return tokenize
 
 
-def _after_a_line(fn: BlockRule) -> BlockRule:
-    """`fn`, asked only where a non-blank line follows (a setext underline, a delimiter row)."""
+def _on_header_rows(fn: BlockRule) -> BlockRule:
+    """`fn` (the table rule), asked only at a line with a `|` that a non-blank line follows (its
+    delimiter row); the rule gives up on a header row without a `|`, whatever comes next."""
 
     def rule(state: StateBlock, line: int, end: int, silent: bool) -> bool:
         following = line + 1
         if following >= end or state.bMarks[following] + state.tShift[following] >= state.eMarks[following]:
+            return False
+        if state.src.find("|", state.bMarks[line] + state.tShift[line], state.eMarks[line]) < 0:
             return False
         return fn(state, line, end, silent)
 
@@ -204,12 +216,16 @@ def _before_an_underline(fn: BlockRule) -> BlockRule:
     return rule
 
 
+_MARKER_LINE = re.compile(r"(?:-[- \t]*|\*[* \t]*|_[_ \t]*)\Z")
+
+
 def _on_marker_lines(fn: BlockRule) -> BlockRule:
-    """`fn`, asked only where a line has nothing but its first character, spaces and tabs."""
+    """`fn`, asked only where a line has nothing but its first character (`-`, `*` or `_`),
+    spaces and tabs."""
 
     def rule(state: StateBlock, line: int, end: int, silent: bool) -> bool:
         pos = state.bMarks[line] + state.tShift[line]
-        if state.src[pos : state.eMarks[line]].strip(state.src[pos] + " \t"):
+        if not _MARKER_LINE.match(state.src, pos, state.eMarks[line]):
             return False
         return fn(state, line, end, silent)
 
@@ -219,17 +235,9 @@ def _on_marker_lines(fn: BlockRule) -> BlockRule:
 # Rules that can be told cheaply they will not match at a line, and how.
 _GUARDS: dict[str, Callable[[BlockRule], BlockRule]] = {
     "lheading": _before_an_underline,
-    "table": _after_a_line,
+    "table": _on_header_rows,
     "hr": _on_marker_lines,  # a thematic break
 }
-
-
-class _Options(OptionsDict):
-    """markdown-it's options, with `get` at a dict's speed: the list rule asks for one per item."""
-
-    def __init__(self, options: OptionsDict) -> None:
-        super().__init__(options)  # type: ignore[arg-type]
-        self.get = self._options.get  # type: ignore[method-assign, assignment]
 
 
 class _Silent:
@@ -243,6 +251,190 @@ def _unlogged(fn: BlockRule) -> BlockRule:
         return fn
     scope = {**fn.__globals__, "LOGGER": _Silent()}
     return FunctionType(fn.__code__, scope, fn.__name__, fn.__defaults__, fn.__closure__)
+
+
+# A list marker, then a space, a tab or the line's end.
+_ORDERED_MARKER = re.compile(r"[0-9]{1,9}[.)](?![^ \t])")
+_BULLET_MARKER = re.compile(r"[-*+](?![^ \t])")
+_SPACES = re.compile(r"[ \t]*")
+try:  # markdown-it-py 4 trims paragraphs by CommonMark's whitespace, 3 by Python's
+    from markdown_it.common.utils import MD_TRIM_CHARS as _TRIM
+except ImportError:
+    _TRIM = None  # type: ignore[assignment]
+
+
+def _list(state: StateBlock, startLine: int, endLine: int, silent: bool) -> bool:
+    """markdown-it's list rule, without GFM task lists (an option these parsers do not set), with
+    its helpers and its reads of the state inline: it runs once per list item and per line that
+    might end a paragraph."""
+    src, bMarks, eMarks, tShift, sCount = state.src, state.bMarks, state.eMarks, state.tShift, state.sCount
+    count = sCount[startLine]
+    if count - state.blkIndent >= 4:
+        return False  # indented code
+    if state.listIndent >= 0 and count - state.listIndent >= 4 and count < state.blkIndent:
+        return False  # a paragraph's continuation, in items indented like stairs
+    terminating = silent and state.parentType == "paragraph" and count >= state.blkIndent
+    start = bMarks[startLine] + tShift[startLine]
+    maximum = eMarks[startLine]
+    marker = _ORDERED_MARKER.match(src, start, maximum)
+    ordered = marker is not None
+    if ordered:
+        markerValue = int(src[start : marker.end() - 1])
+        if terminating and markerValue != 1:
+            return False  # a list that interrupts a paragraph starts at 1
+    else:
+        marker = _BULLET_MARKER.match(src, start, maximum)
+        if marker is None:
+            return False
+    posAfterMarker = marker.end()
+    if terminating and _SPACES.match(src, posAfterMarker).end() >= maximum:
+        return False  # an empty item does not interrupt a paragraph
+    markerChar = src[posAfterMarker - 1]
+    if silent:
+        return True
+
+    tokens = state.tokens
+    listTokIdx = len(tokens)
+    if ordered:
+        token = state.push("ordered_list_open", "ol", 1)
+        if markerValue != 1:
+            token.attrs = {"start": markerValue}
+    else:
+        token = state.push("bullet_list_open", "ul", 1)
+    token.map = listLines = [startLine, 0]
+    token.markup = markerChar
+
+    nextLine = startLine
+    prevEmptyEnd = False
+    tight = True
+    (terminator,) = state.md.block.ruler.getRules("list")
+    tokenize = state.md.block.tokenize
+    bsCount = state.bsCount
+    oldParentType = state.parentType
+    state.parentType = "list"
+    while nextLine < endLine:
+        pos = posAfterMarker
+        maximum = eMarks[nextLine]
+        initial = offset = sCount[nextLine] + posAfterMarker - (bMarks[startLine] + tShift[startLine])
+        while pos < maximum:
+            ch = src[pos]
+            if ch == "\t":
+                offset += 4 - (offset + bsCount[nextLine]) % 4
+            elif ch == " ":
+                offset += 1
+            else:
+                break
+            pos += 1
+        contentStart = pos
+        indentAfterMarker = 1 if contentStart >= maximum else offset - initial
+        if indentAfterMarker > 4:
+            indentAfterMarker = 1  # the rest is an indented code block
+        indent = initial + indentAfterMarker
+
+        token = state.push("list_item_open", "li", 1)
+        token.markup = markerChar
+        token.map = itemLines = [startLine, 0]
+        if ordered:
+            token.info = src[start : posAfterMarker - 1]
+
+        oldTight = state.tight
+        oldTShift = tShift[startLine]
+        oldSCount = sCount[startLine]
+        oldListIndent = state.listIndent
+        state.listIndent = state.blkIndent
+        state.blkIndent = indent
+        state.tight = True
+        tShift[startLine] = contentStart - bMarks[startLine]
+        sCount[startLine] = offset
+        following = startLine + 1
+        if contentStart >= maximum and bMarks[following] + tShift[following] >= eMarks[following]:
+            state.line = min(state.line + 2, endLine)  # an empty item, then a blank line: the list ends
+        else:
+            tokenize(state, startLine, endLine)
+        if not state.tight or prevEmptyEnd:
+            tight = False
+        # An item that ends with a blank line makes the list loose, unless it is the last one.
+        last = state.line - 1
+        prevEmptyEnd = state.line - startLine > 1 and bMarks[last] + tShift[last] >= eMarks[last]
+        state.blkIndent = state.listIndent
+        state.listIndent = oldListIndent
+        tShift[startLine] = oldTShift
+        sCount[startLine] = oldSCount
+        state.tight = oldTight
+
+        token = state.push("list_item_close", "li", -1)
+        token.markup = markerChar
+        nextLine = startLine = state.line
+        itemLines[1] = nextLine
+        if nextLine >= endLine:
+            break
+        if sCount[nextLine] < state.blkIndent or sCount[nextLine] - state.blkIndent >= 4:
+            break
+        if terminator(state, nextLine, endLine, True):
+            break
+        # The list goes on with an item of its own kind and marker.
+        start = bMarks[nextLine] + tShift[nextLine]
+        maximum = eMarks[nextLine]
+        marker = (_ORDERED_MARKER if ordered else _BULLET_MARKER).match(src, start, maximum)
+        if marker is None:
+            break
+        posAfterMarker = marker.end()
+        if markerChar != src[posAfterMarker - 1]:
+            break
+
+    if ordered:
+        token = state.push("ordered_list_close", "ol", -1)
+    else:
+        token = state.push("bullet_list_close", "ul", -1)
+    token.markup = markerChar
+    listLines[1] = nextLine
+    state.line = nextLine
+    state.parentType = oldParentType
+    if tight:  # the items' paragraphs are hidden (markTightParagraphs)
+        level = state.level + 2
+        i = listTokIdx + 2
+        length = len(tokens) - 2
+        while i < length:
+            if tokens[i].level == level and tokens[i].type == "paragraph_open":
+                tokens[i + 2].hidden = True
+                tokens[i].hidden = True
+                i += 2
+            i += 1
+    return True
+
+
+def _paragraph(state: StateBlock, startLine: int, endLine: int, silent: bool) -> bool:
+    """markdown-it's paragraph rule, with its reads of the state inline."""
+    bMarks, eMarks, tShift, sCount = state.bMarks, state.eMarks, state.tShift, state.sCount
+    (terminator,) = state.md.block.ruler.getRules("paragraph")
+    nextLine = startLine + 1
+    endLine = state.lineMax
+    oldParentType = state.parentType
+    state.parentType = "paragraph"
+    while nextLine < endLine:
+        if bMarks[nextLine] + tShift[nextLine] >= eMarks[nextLine]:
+            break  # a blank line
+        # An indented line continues a paragraph (lazily), and a quote's line was checked by its rule.
+        if sCount[nextLine] - state.blkIndent > 3 or sCount[nextLine] < 0:
+            nextLine += 1
+            continue
+        if terminator(state, nextLine, endLine, True):
+            break
+        nextLine += 1
+    lines = state.getLines(startLine, nextLine, state.blkIndent, False)
+    state.line = nextLine
+    token = state.push("paragraph_open", "p", 1)
+    token.map = [startLine, nextLine]
+    token = state.push("inline", "", 0)
+    token.content = lines.strip(_TRIM)
+    token.map = [startLine, nextLine]
+    token.children = []
+    state.push("paragraph_close", "p", -1)
+    state.parentType = oldParentType
+    return True
+
+
+_PORTS: dict[str, BlockRule] = {"list": _list, "paragraph": _paragraph}
 
 
 # A rule that gives a token attributes or meta data assigns a new dict (the list and table rules

@@ -29,7 +29,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from runner.errors import UserError
 from runner.fsutil import temp_beside
@@ -78,8 +78,10 @@ _BOXES_BYTES = re.compile(rb"\[[xX-]\]")
 _ANY_BOX_BYTES = re.compile(rb"\[[ xX-]\]")
 
 
-@dataclass(frozen=True)
-class Task:
+class Task(NamedTuple):
+    """One task of a tasks.md (a named tuple: a parse makes thousands, and a frozen dataclass's
+    `__init__` took a twentieth of the time)."""
+
     id: str
     title: str
     checked: bool
@@ -209,7 +211,7 @@ class _Doc:
             col = self.columns[i] + 1
             lines[li] = lines[li][:col] + char + lines[li][col + 1 :]
             state = _STATES[char]
-            tasks[i] = replace(tasks[i], checked=state == "done", state=state)
+            tasks[i] = tasks[i]._replace(checked=state == "done", state=state)
         return replace(self, text=text, lines=tuple(lines), tasks=tuple(tasks))
 
 
@@ -337,8 +339,7 @@ def _document(text: str) -> _Doc:
     return doc
 
 
-@dataclass
-class _Raw:
+class _Raw(NamedTuple):
     line: int  # 0-based
     column: int
     box: str
@@ -431,19 +432,20 @@ def _parse(text: str) -> _Doc:
             if target is not None and target != ids[i] and target not in depends:
                 depends.append(target)
         state = _STATES[raw.box]
+        parent = parents[i]
         tasks.append(
             Task(
-                id=ids[i],
-                title=raw.title,
-                checked=state == "done",
-                state=state,
-                optional=raw.optional,
-                line=raw.line + 1,
-                parent=None if parents[i] is None else ids[parents[i]],
-                markers=raw.markers,
-                requirements=tuple(requirements[i]),
-                depends_on=tuple(depends),
-                section=headings[raw.section][1] if raw.section >= 0 else None,
+                ids[i],
+                raw.title,
+                state == "done",
+                state,
+                raw.optional,
+                raw.line + 1,
+                None if parent is None else ids[parent],
+                raw.markers,
+                tuple(requirements[i]),
+                tuple(depends),
+                headings[raw.section][1] if raw.section >= 0 else None,
             )
         )
     return _Doc(
@@ -507,18 +509,9 @@ def _raw_task(
     start, end = item_map
     while end > start + 1 and not lines[end - 1].strip():
         end -= 1
-    return _Raw(
-        line=line,
-        column=column,
-        box=m.group(1),
-        optional=m.group(2) == "*",
-        explicit_id=task_id,
-        title=title,
-        markers=tuple(_MARKER.findall(markers)) if markers else (),
-        span=(start, end),
-        struct_parent=parent,
-        section=section,
-    )
+    box, star = m.groups()
+    markers = tuple(_MARKER.findall(markers)) if markers else ()
+    return _Raw(line, column, box, star == "*", task_id, title, markers, (start, end), parent, section)
 
 
 def _assign_ids(raws: list[_Raw]) -> tuple[list[str], list[int | None], list[bool]]:
@@ -683,7 +676,7 @@ def _parents_to_tick(doc: _Doc, i: int, char: str) -> dict[int, str]:
         p = doc.index[parent]
         task = doc.tasks[p]
         children = [
-            replace(t, checked=True) if j in ticked else t
+            t._replace(checked=True) if j in ticked else t
             for j, t in enumerate(doc.tasks)
             if t.parent == parent
         ]

@@ -53,6 +53,12 @@ _STARTS = [
     "a | b",
     "[x]: /url",
     "9) ",
+    "123456789. ",
+    "1234567890. ",
+    "0) ",
+    "-\t",
+    "2.\t",
+    "-     ",
     "[ ] ",
     "[x] ",
     "[-] ",
@@ -91,6 +97,33 @@ PLAIN = {tables: _plain(tables) for tables in (True, False)}
 @given(documents, st.booleans())
 def test_tokens_match_plain_markdown_it(text: str, tables: bool) -> None:
     assert _tokens(TUNED[tables], text) == _tokens(PLAIN[tables], text)
+
+
+# Where the copied list and paragraph rules decide: an item that may or may not interrupt a
+# paragraph, marker widths and the spaces after them, and what a paragraph's text is trimmed of.
+_EDGES = [
+    "a\n* \n",
+    "a\n+\n",
+    "a\n1. \n",
+    "a\n2. b\n",
+    "a\n1) b\n",
+    "- a\n+ b\n* c\n",
+    "1. a\n1) b\n",
+    "7. a\n8. b\n\n9. c\n",
+    "-\tb\n\t\tc\n",
+    "-      code\n",
+    "-\n\n  a\n",
+    "- a\n - b\n  - c\n   - d\n    - e\n",
+    "\x1ca\x85\n",
+    "\u2003a\u00a0\n",
+    "> - a\n> b\n",
+]
+
+
+@pytest.mark.parametrize("text", _EDGES)
+def test_tokens_match_at_the_edges_of_lists_and_paragraphs(text: str) -> None:
+    for tables in (True, False):
+        assert _tokens(TUNED[tables], text) == _tokens(PLAIN[tables], text)
 
 
 @needs_shared

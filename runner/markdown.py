@@ -6,11 +6,12 @@ overhead is most of the parse, and the parser here cuts it where the result cann
   line to see whether something interrupts the paragraph. Most rules give up on the line's first
   character (a fence needs a backtick or a tilde, a heading a `#`), yet each try is a Python call.
   Here only the rules that can start with that character are asked, in the same order.
-- Some rules can be told cheaply that they will not match: a setext heading needs an underline
-  before the next blank line, a table a `|` in its header row and a next line, and a thematic
-  break has nothing on its line but its marker, spaces and tabs. At a line indented as code only
-  the code rule can match. Rules whose construct needs characters the text lacks (a table's `|`)
-  are not asked at all.
+- Some rules can be told cheaply that they will not match: a table needs a `|` in its header row
+  and a next line, and a thematic break has nothing on its line but its marker, spaces and tabs.
+  At a line indented as code only the code rule can match. Rules whose construct needs characters
+  the text lacks (a table's `|`) are not asked at all.
+- The setext heading rule and the paragraph rule scan the same lines, one after the other; here
+  they are one rule that scans them once.
 - Every rule logs each try at DEBUG level, a call or two even with logging off; the rules here
   are copies whose logger does nothing.
 - A token is a dataclass whose `__init__` fills thirteen fields through defaults, factories and a
@@ -33,7 +34,7 @@ from typing import Literal
 
 from markdown_it import MarkdownIt
 from markdown_it.ruler import Rule
-from markdown_it.rules_block import StateBlock
+from markdown_it.rules_block import StateBlock, lheading, paragraph
 from markdown_it.rules_core import normalize
 from markdown_it.rules_core.state_core import StateCore
 from markdown_it.token import Token
@@ -96,7 +97,10 @@ def _markdown_it(enabled: tuple[str, ...], disabled: frozenset[str]) -> Markdown
     # At a line indented four columns past the block's indent every rule but `code` gives up (each
     # checks that first), and `code` takes it; `code` ends no other block, so it is in no chain.
     code = next(rule.fn for rule in rules if rule.name == "code")
-    rules = [rule for rule in rules if rule.name != "code"]
+    # The paragraph rule here does the setext heading rule's work too (it comes just before).
+    names = [rule.name for rule in rules]
+    assert names.index("lheading") + 1 == names.index("paragraph"), names
+    rules = [rule for rule in rules if rule.name not in ("code", "lheading")]
     chains = {""} | {name for rule in rules for name in rule.alt}
     tables = {chain: _by_first_char([r for r in rules if not chain or chain in r.alt]) for chain in chains}
     # Callers only iterate a chain until a rule matches, so one rule standing for the chain will do.
@@ -193,29 +197,6 @@ def _on_header_rows(fn: BlockRule) -> BlockRule:
     return rule
 
 
-_UNDERLINE = re.compile(r"(?:=+|-+)[ \t]*$")
-
-
-def _before_an_underline(fn: BlockRule) -> BlockRule:
-    """`fn`, asked only where a line of `=` or `-` follows before the next blank line: the setext
-    heading rule looks no further, and its search is costly (it asks every rule that can end a
-    paragraph at each line)."""
-
-    def rule(state: StateBlock, line: int, end: int, silent: bool) -> bool:
-        src, bMarks, eMarks, tShift = state.src, state.bMarks, state.eMarks, state.tShift
-        following = line + 1
-        while following < end:
-            pos, last = bMarks[following] + tShift[following], eMarks[following]
-            if pos >= last:
-                return False  # a blank line: the paragraph ends without an underline
-            if _UNDERLINE.match(src, pos, last):
-                return fn(state, line, end, silent)
-            following += 1
-        return False
-
-    return rule
-
-
 _MARKER_LINE = re.compile(r"(?:-[- \t]*|\*[* \t]*|_[_ \t]*)\Z")
 
 
@@ -234,7 +215,6 @@ def _on_marker_lines(fn: BlockRule) -> BlockRule:
 
 # Rules that can be told cheaply they will not match at a line, and how.
 _GUARDS: dict[str, Callable[[BlockRule], BlockRule]] = {
-    "lheading": _before_an_underline,
     "table": _on_header_rows,
     "hr": _on_marker_lines,  # a thematic break
 }
@@ -403,33 +383,69 @@ def _list(state: StateBlock, startLine: int, endLine: int, silent: bool) -> bool
     return True
 
 
+_UNDERLINE = re.compile(r"(?:=+|-+)[ \t]*\Z")
+_LHEADING, _PARAGRAPH = _unlogged(lheading), _unlogged(paragraph)
+
+
 def _paragraph(state: StateBlock, startLine: int, endLine: int, silent: bool) -> bool:
-    """markdown-it's paragraph rule, with its reads of the state inline."""
-    bMarks, eMarks, tShift, sCount = state.bMarks, state.eMarks, state.tShift, state.sCount
+    """markdown-it's setext heading rule (lheading) and paragraph rule, in one, with their reads of
+    the state inline.
+
+    markdown-it asks lheading first: it scans the lines that follow for an underline, up to a blank
+    line or one that ends a paragraph. Failing that, the paragraph rule scans the same lines again,
+    which it does at every paragraph of a list. Here they are scanned once. The two rules bound
+    their scans differently (by `endLine` and by `lineMax`) only in a state markdown-it's own rules
+    never make; there they run as they are.
+    """
+    if endLine != state.lineMax:
+        return _LHEADING(state, startLine, endLine, silent) or _PARAGRAPH(state, startLine, endLine, silent)
+    src, bMarks, eMarks, tShift, sCount = state.src, state.bMarks, state.eMarks, state.tShift, state.sCount
     (terminator,) = state.md.block.ruler.getRules("paragraph")
-    nextLine = startLine + 1
-    endLine = state.lineMax
     oldParentType = state.parentType
     state.parentType = "paragraph"
+    underline = None
+    nextLine = startLine + 1
     while nextLine < endLine:
         if bMarks[nextLine] + tShift[nextLine] >= eMarks[nextLine]:
             break  # a blank line
-        # An indented line continues a paragraph (lazily), and a quote's line was checked by its rule.
-        if sCount[nextLine] - state.blkIndent > 3 or sCount[nextLine] < 0:
-            nextLine += 1
+        count = sCount[nextLine]
+        if count - state.blkIndent > 3:
+            nextLine += 1  # an indented line continues a paragraph (lazily)
+            continue
+        if count >= state.blkIndent:
+            underline = _UNDERLINE.match(src, bMarks[nextLine] + tShift[nextLine], eMarks[nextLine])
+            if underline:
+                break
+        if count < 0:
+            nextLine += 1  # a quote's line, checked by the quote's rule
             continue
         if terminator(state, nextLine, endLine, True):
             break
         nextLine += 1
-    lines = state.getLines(startLine, nextLine, state.blkIndent, False)
-    state.line = nextLine
-    token = state.push("paragraph_open", "p", 1)
-    token.map = [startLine, nextLine]
-    token = state.push("inline", "", 0)
-    token.content = lines.strip(_TRIM)
-    token.map = [startLine, nextLine]
-    token.children = []
-    state.push("paragraph_close", "p", -1)
+    content = state.getLines(startLine, nextLine, state.blkIndent, False).strip(_TRIM)
+    if underline:
+        marker = src[underline.start()]
+        tag = "h1" if marker == "=" else "h2"
+        state.line = nextLine + 1
+        token = state.push("heading_open", tag, 1)
+        token.markup = marker
+        token.map = [startLine, state.line]
+        token = state.push("inline", "", 0)
+        token.content = content
+        token.map = [startLine, nextLine]
+        token.children = []
+        token = state.push("heading_close", tag, -1)
+        token.markup = marker
+    else:
+        state.line = nextLine
+        token = state.push("paragraph_open", "p", 1)
+        token.map = [startLine, nextLine]
+        token = state.push("inline", "", 0)
+        token.content = content
+        token.map = [startLine, nextLine]
+        token.children = []
+        state.push("paragraph_close", "p", -1)
+    # (markdown-it leaves "paragraph" after a paragraph, which no rule reads before setting its own)
     state.parentType = oldParentType
     return True
 

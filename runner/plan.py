@@ -232,10 +232,12 @@ class Plan:
 
         @functools.cache
         def held(job_id: str) -> bool:
-            """An upstream job must run but waits for a change (retry=False): this job waits too."""
+            """An upstream job, or an earlier task group, must run but waits for a change
+            (retry=False): this job waits too."""
+            job = self.jobs[job_id]
             return any(
                 up in self.jobs and ((verdicts[up].must_run and not runs(up)) or held(up))
-                for up in self.jobs[job_id].upstream
+                for up in (*job.upstream, *job.after)
             )
 
         wanted: set[str] = set()

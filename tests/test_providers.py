@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import cli
+from tests.conftest import cli, write
 
 TASKS = """\
 # Tasks
@@ -202,6 +202,29 @@ def test_command_provider_keeps_verified_own_ticks_and_restores_the_rest(project
         shown.startswith(log)
         and "--- the agent's output (artifacts/greet-implement/1/output.log) ---\nall good" in shown
     )
+
+
+REWORDING_AGENT = """
+path = "specs/greet/tasks.md"
+text = open(path).read()
+open(path, "w").write(text.replace("Document it", "Document it in French"))  # as a person might
+open("hello.txt", "w").write("hello")
+print("Status: done")
+"""
+
+
+def test_a_reworded_task_put_back_keeps_its_wording_in_the_log_across_runs(project) -> None:  # type: ignore[no-untyped-def]
+    files = {"specs/greet/tasks.md": TASKS, "agent-os/agents/dev.md": "Implement:\n{{task}}"}
+    root = project(COMMAND_WORKFLOW, {**files, "agent.py": REWORDING_AGENT})
+    assert cli(root, "run", "--task", "1").exit_code == 0
+    assert (root / "specs/greet/tasks.md").read_text() == TASKS.replace("- [ ] 1.", "- [x] 1.")
+    write(root, {"agent.py": "open('hello.txt', 'w').write('hello')\nprint('Status: done')\n"})
+    assert cli(root, "uncheck", "specs/greet/tasks.md", "1").exit_code == 0
+    assert cli(root, "run", "--task", "1").exit_code == 0
+    log = (root / "artifacts/greet-implement/1/log").read_text()
+    # The next run (under `watch --on-busy restart`, at once) does not take the wording away.
+    assert log.count("== run started ") == 2
+    assert "task 3 had been reworded to: Document it in French" in log.split("== run started ")[1]
 
 
 STALE_COPY_AGENT = """

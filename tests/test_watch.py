@@ -524,18 +524,45 @@ def test_a_broken_workflow_is_reported_and_watching_goes_on(project, watcher, co
     assert w.proc.poll() is None
 
 
-def test_a_spec_with_an_unreadable_tasks_md_waits_and_the_others_run(project, watcher, counter: Path) -> None:  # type: ignore[no-untyped-def]
-    wf = f"""
+def task_agent_workflow(command: str) -> str:
+    """A workflow of one phase whose CLI agent, per task group, runs `command`."""
+    return f"""
 specs: ["specs/*"]
 phases:
   build:
     agent: dev
     each: task
     provider: command
-    command: 'cat > /dev/null && echo "{{name}} {{task}}" >> {counter}'
+    command: 'cat > /dev/null && {command}'
     inputs: ["{{spec}}/spec.md"]
     outputs: ["artifacts/{{name}}-build/implementation.md"]
 """
+
+
+def test_a_task_group_after_a_failed_one_waits_with_it_for_a_change(project, watcher, counter: Path) -> None:  # type: ignore[no-untyped-def]
+    fails_on_1 = (
+        f'echo "$RUNNER_TASK" >> {counter} && (grep -q fixed {{spec}}/spec.md || test "$RUNNER_TASK" != 1)'
+    )
+    wf = task_agent_workflow(fails_on_1)
+    tasks = "- [ ] 1. Do\n- [ ] 2. Then\n"
+    root = project(
+        wf, {"specs/a/spec.md": "a", "specs/a/tasks.md": tasks, "agent-os/agents/dev.md": "Do {{task}}"}
+    )
+    w = watcher(root)
+    idle = w.idle()
+    assert runs(counter) == ["1"]  # 2 waits for 1, as in `runner run`, and not only in the first plan
+    assert [(e["job"], e["status"]) for e in w.events("finish")] == [
+        ("a:build:1", "failed"),
+        ("a:build:2", "skipped"),
+    ]
+    write(root, {"specs/a/spec.md": "fixed"})
+    w.wait(ran(counter, "2"), "task 2 to run once task 1 is done")
+    w.idle(idle)
+    assert runs(counter) == ["1", "1", "2"]
+
+
+def test_a_spec_with_an_unreadable_tasks_md_waits_and_the_others_run(project, watcher, counter: Path) -> None:  # type: ignore[no-untyped-def]
+    wf = task_agent_workflow(f'echo "{{name}} {{task}}" >> {counter}')
     task = "- [ ] 1. Do\n"
     files = {"specs/a/tasks.md": task, "specs/b/tasks.md": task, "agent-os/agents/dev.md": "Do {{task}}"}
     root = project(wf, {**files, "specs/a/spec.md": "a", "specs/b/spec.md": "b"})

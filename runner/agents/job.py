@@ -49,13 +49,16 @@ _BYTECODE = re.compile(r"(^|/)__pycache__/|\.py[co]$")
 
 
 class JobLog:
-    """The job's `log`: what runner did around the agent (verify output, ticks, skipped tools)."""
+    """The job's `log`: what runner did around the agent (verify output, ticks, skipped tools).
+
+    It keeps the earlier runs' lines, each run under a line of its own: what a run undid (a task's
+    replaced wording) must outlive the next run, which under `watch --on-busy restart` starts at once.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.secrets = secret_values()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("", encoding="utf-8")
+        append_line(path, f"== run started {time.strftime('%Y-%m-%d %H:%M:%S')} ==")
 
     def __call__(self, line: str) -> None:
         append_line(self.path, redact(f"{time.strftime('%H:%M:%S')} {line}", self.secrets))
@@ -439,8 +442,8 @@ def _settle(
         if ticker.disputed and (left := ticker.open_tasks()):
             changed = ", ".join(sorted(ticker.disputed))
             return "partial", (
-                f"left unticked: {', '.join(left)}: a report of done does not cover {changed}, "
-                "removed or reworded during the job and put back; CompleteTask would"
+                f"left unticked: {', '.join(left)}: a report of done does not cover {changed}, which "
+                "the agent tried to remove or reword (runner kept it as it was); CompleteTask or `runner check` ticks it"
             )
     return "done", None
 

@@ -86,6 +86,8 @@ class TaskTicker:
         self.disputed: set[str] = set()
         self._verified: tuple[int, bool, str] | None = None
         self._snapshot: tuple[str, float] | None = None  # tasks.md before a shell command, and when
+        exists = tasks_path is not None and tasks_path.exists()
+        self._ticked_at_start = {t.id for t in load_tasks(tasks_path).tasks if t.checked} if exists else set()
 
     @property
     def rel(self) -> str:
@@ -155,13 +157,20 @@ class TaskTicker:
         return [t.id for t in self._open()]
 
     def _open(self) -> list[Task]:
-        """The assignment's required tasks that are not ticked yet, in document order."""
+        """The assignment's required tasks that are not ticked yet, in document order. A box ticked
+        since the job started by neither runner nor a person (`runner check`) still counts as open:
+        with -j, what shows it ticked may be another CLI agent's stale copy of the file, whose repair
+        then takes the tick back; ticked by runner, it stays."""
         if self.tasks_path is None or not self.tasks_path.exists():
             return []
+        marked = {task_id for task_id, checked in self.person_marks().items() if checked}
+        settled = self._ticked_at_start | set(self.ticked) | marked
         return [
             t
             for t in load_tasks(self.tasks_path).tasks
-            if not t.checked and not t.optional and (self.allowed is None or t.id in self.allowed)
+            if (not t.checked or t.id not in settled)
+            and not t.optional
+            and (self.allowed is None or t.id in self.allowed)
         ]
 
     def _tick(self, targets: list[Task]) -> list[str]:
@@ -185,7 +194,7 @@ class TaskTicker:
         done = [
             t.id
             for t in load_tasks(self.tasks_path).tasks
-            if t.checked and t.id in mine and t.id not in before
+            if t.checked and t.id in mine and (t.id not in before or t.id not in self._ticked_at_start)
         ]
         self.announce(done)
         self._snapshot = None

@@ -21,7 +21,9 @@ overhead is most of the parse, and the parser here cuts it where the result cann
   are copies with their helper calls and per-line checks written inline.
 
 The tokens are the ones plain markdown-it makes (tests compare them on generated documents and on
-real ones, with markdown-it-py 3 and 4), in less than half the time.
+real ones, with markdown-it-py 3 and 4), in less than half the time. Where plain markdown-it raises
+IndexError (a quote whose last line is a bare `>` without a newline, after a table or an HTML block
+in it: its `getLines` reads past the text), this parser returns tokens.
 """
 
 from __future__ import annotations

@@ -376,7 +376,9 @@ def _parse(text: str) -> _Doc:
         if types[i + 1] != "paragraph_open":
             continue
         content = tokens[i + 2].content
-        m = _BOX.match(content) if content.startswith("[") else None  # most items are not tasks
+        if not content.startswith("["):
+            continue  # most items are not tasks
+        m = _BOX.match(content)
         item, para = tokens[i].map, tokens[i + 1].map
         if not (m and item and para and _CONTAINER.fullmatch(lines[para[0]].partition("[")[0])):
             continue

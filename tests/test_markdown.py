@@ -164,3 +164,17 @@ def test_parses_in_parallel_threads_turn_the_collector_back_on() -> None:
     finally:
         sys.setswitchinterval(interval)
     assert gc.isenabled()
+
+
+def test_a_bare_quote_marker_ending_the_text_is_parsed_where_markdown_it_raises() -> None:
+    # markdown-it-py 4.3.0 raises IndexError here (its getLines reads past the text's end).
+    types = [t["type"] for t in _tokens(TUNED[False], "> - <!--\n>")]
+    assert types == [
+        "blockquote_open",
+        "bullet_list_open",
+        "list_item_open",
+        "html_block",
+        "list_item_close",
+        "bullet_list_close",
+        "blockquote_close",
+    ]

@@ -258,16 +258,15 @@ def _list(state: StateBlock, startLine: int, endLine: int, silent: bool) -> bool
     terminating = silent and state.parentType == "paragraph" and count >= state.blkIndent
     start = bMarks[startLine] + tShift[startLine]
     maximum = eMarks[startLine]
-    marker = _ORDERED_MARKER.match(src, start, maximum)
-    ordered = marker is not None
+    # A bullet marker is one of three characters, which no ordered marker starts with.
+    ordered = src[start : start + 1] not in ("*", "-", "+")
+    marker = (_ORDERED_MARKER if ordered else _BULLET_MARKER).match(src, start, maximum)
+    if marker is None:
+        return False
     if ordered:
         markerValue = int(src[start : marker.end() - 1])
         if terminating and markerValue != 1:
             return False  # a list that interrupts a paragraph starts at 1
-    else:
-        marker = _BULLET_MARKER.match(src, start, maximum)
-        if marker is None:
-            return False
     posAfterMarker = marker.end()
     if terminating and _SPACES.match(src, posAfterMarker).end() >= maximum:
         return False  # an empty item does not interrupt a paragraph
@@ -424,7 +423,12 @@ def _paragraph(state: StateBlock, startLine: int, endLine: int, silent: bool) ->
         if terminator(state, nextLine, endLine, True):
             break
         nextLine += 1
-    content = state.getLines(startLine, nextLine, state.blkIndent, False).strip(_TRIM)
+    first, indent = bMarks[startLine], state.blkIndent
+    if nextLine == startLine + 1 and "\t" not in src[first : first + indent]:
+        lines = src[first + min(indent, tShift[startLine]) : eMarks[startLine]]  # as getLines does
+    else:
+        lines = state.getLines(startLine, nextLine, indent, False)
+    content = lines.strip(_TRIM)
     if underline:
         marker = src[underline.start()]
         tag = "h1" if marker == "=" else "h2"

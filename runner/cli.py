@@ -419,6 +419,9 @@ def log(job: str) -> None:
         if output.exists():  # a CLI agent's own words, next to what runner did around it
             click.echo(f"--- the agent's output ({project.rel(output)}) ---")
             click.echo(output.read_text(encoding="utf-8", errors="replace"), nl=False)
+    elif phase.each == "task" and parts[2:3] and parts[2] not in {g.id for g in project.task_groups(spec)}:
+        groups = ", ".join(f"{':'.join(parts[:2])}:{g.id}" for g in project.task_groups(spec)) or "none"
+        raise UserError(f"no task group '{parts[2]}' in {spec.tasks_path} (its task jobs: {groups})")
     else:
         raise UserError(f"{job} has no transcript or log yet (looked in {project.rel(folder)})")
 

@@ -54,6 +54,7 @@ _HEAD = re.compile(
 _MARKER = re.compile(r"\[([^\]]+)\]")
 _SEPARATOR = re.compile(r"^(?:[-–—:]|\|)[ \t]+")
 _NUMERIC_ID = re.compile(r"\d+(?:\.\d+)+")
+_NUMBER = re.compile(r"\d+(?:\.\d+)*")
 _REQUIREMENTS = re.compile(
     r"^[ \t>]*(?:(?:[-*+]|\d+[.)])[ \t]+)?[_*]*(?:validates:[ \t]*requirements?\b|requirements?\b[_*]*:)[_*]*[ \t]*(.*)$",
     re.IGNORECASE,
@@ -137,8 +138,8 @@ class TaskGroup:
 
 
 def id_forms(task_id: str) -> tuple[str, ...]:
-    """The ids a reference to a task may mean, best first: Kiro's `2.` is `2`, and a bare number
-    may name an Agent OS group's parent task (`3` -> `3.0`)."""
+    """The ids a reference to a task may mean, best first: Kiro's `2.` is `2`, a bare number may
+    name an Agent OS group's parent task (`3` -> `3.0`), and a number a `Task 3` (or `Task 1.2`)."""
     task_id = task_id.strip()
     forms = [task_id]
     if task_id.endswith(".") and task_id[:-1]:
@@ -146,6 +147,8 @@ def id_forms(task_id: str) -> tuple[str, ...]:
         forms.append(task_id)
     if task_id.isdigit():
         forms.append(task_id + ".0")
+    if _NUMBER.fullmatch(task_id):
+        forms.append(f"Task {task_id}")
     return tuple(forms)
 
 

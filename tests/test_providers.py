@@ -227,6 +227,17 @@ def test_a_reworded_task_put_back_keeps_its_wording_in_the_log_across_runs(proje
     assert "task 3 had been reworded to: Document it in French" in log.split("== run started ")[1]
 
 
+def test_log_of_a_task_group_that_does_not_exist_names_the_ones_that_do(project) -> None:  # type: ignore[no-untyped-def]
+    root = project(COMMAND_WORKFLOW, {"specs/greet/tasks.md": TASKS, "agent-os/agents/dev.md": "x"})
+    shown = cli(root, "log", "greet:implement:9")
+    assert shown.exit_code == 2
+    assert shown.stderr == (
+        "runner: no task group '9' in specs/greet/tasks.md "
+        "(its task jobs: greet:implement:1, greet:implement:2, greet:implement:3)\n"
+    )
+    assert "has no transcript or log yet" in cli(root, "log", "greet:implement:1").stderr
+
+
 STALE_COPY_AGENT = """
 import os, sys, time
 sys.stdin.read()

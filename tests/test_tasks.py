@@ -274,6 +274,10 @@ def test_explicit_id_forms() -> None:
         ("3-tests-for-the-parser", "3 tests for the parser"),
         ("T12", "Dashed title"),
     ]
+    tl = parse_tasks(text)
+    assert tl.get("3").id == "Task 3"  # as `runner check tasks.md 3` and review points find it
+    assert parse_tasks("- [ ] Task 1.2: Nested\n").get("1.2").id == "Task 1.2"
+    assert parse_tasks("- [ ] 3.0 Group\n- [ ] Task 3: Other\n").get("3").id == "3.0"  # best first
 
 
 def test_derived_ids_are_slugs_deduplicated_and_nested() -> None:

@@ -18,9 +18,18 @@ from runner import __version__
 from runner.errors import UserError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from runner.plan import Plan, Verdict
     from runner.project import Project
     from runner.state import State
+
+
+def _relative(e: UserError, root: Path | None) -> UserError:
+    """The error naming its file relative to the project, as every other message names files."""
+    if root is not None and e.path is not None and Path(e.path).is_relative_to(root):
+        e.path = Path(e.path).relative_to(root).as_posix()
+    return e
 
 
 class _Group(click.Group):
@@ -28,10 +37,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except UserError as e:
-            root = ctx.obj
-            if root is not None and e.path is not None and Path(e.path).is_relative_to(root):
-                e.path = Path(e.path).relative_to(root).as_posix()  # as every other message names files
-            click.echo(f"runner: {e}", err=True)
+            click.echo(f"runner: {_relative(e, ctx.obj)}", err=True)
             ctx.exit(e.exit_code)
         except KeyboardInterrupt:
             click.echo("runner: interrupted", err=True)
@@ -66,13 +72,19 @@ def _open(create: bool = True) -> tuple[Project, State]:
     return Project(root, state), state
 
 
-def _evaluate(project: Project, state: State, specs: tuple[str, ...] = ()) -> tuple[Plan, dict[str, Verdict]]:
+def _evaluate(
+    project: Project,
+    state: State,
+    specs: tuple[str, ...] = (),
+    on_bad_spec: Callable[[UserError], None] | None = None,
+) -> tuple[Plan, dict[str, Verdict]]:
     from runner.fingerprint import Fingerprints
     from runner.plan import build_plan
     from runner.specs import select_specs
 
     chosen = select_specs(project.specs, specs)
-    plan = build_plan(project, Fingerprints(project.root, state.file_rows()), specs=chosen)
+    fingerprints = Fingerprints(project.root, state.file_rows())
+    plan = build_plan(project, fingerprints, specs=chosen, on_bad_spec=on_bad_spec)
     return plan, plan.evaluate(state.jobs())
 
 
@@ -258,7 +270,21 @@ def _reporter(as_json: bool) -> Any:
 def status(specs: tuple[str, ...], as_json: bool) -> None:
     """Every job with its state and why."""
     project, state = _open(create=False)
-    plan, verdicts = _evaluate(project, state, specs)
+    # A spec whose own files cannot be read is left out and named last; the others are shown.
+    bad: list[UserError] = []
+    plan, verdicts = _evaluate(project, state, specs, on_bad_spec=bad.append)
+    try:
+        _show_status(project, state, plan, verdicts, as_json)
+    finally:
+        for e in bad:
+            click.echo(f"runner: {_relative(e, project.root)} (that spec is left out)", err=True)
+    if bad:
+        click.get_current_context().exit(bad[0].exit_code)
+
+
+def _show_status(
+    project: Project, state: State, plan: Plan, verdicts: dict[str, Verdict], as_json: bool
+) -> None:
     rows = []
     for job_id, v in verdicts.items():
         job = plan.jobs[job_id]

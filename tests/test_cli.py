@@ -156,6 +156,19 @@ def test_a_tasks_md_that_is_not_utf8_stops_the_plan(tmp_path: Path) -> None:
     assert result.stderr.strip() == (
         "runner: specs/s/tasks.md:3:15: not UTF-8 text (byte 0xe9); save the file as UTF-8"
     )
+    # `runner status` shows the other specs, and names the one it leaves out
+    other = tmp_path / "specs/t"
+    other.mkdir()
+    (other / "spec.md").write_text("# T\n")
+    (other / "tasks.md").write_text("- [ ] T001 Fine task\n")
+    status = cli(tmp_path, "status")
+    assert status.exit_code == 2
+    assert status.stdout.startswith("t:")
+    assert "s:" not in status.stdout
+    assert status.stderr == (
+        "runner: specs/s/tasks.md:3:15: not UTF-8 text (byte 0xe9); save the file as UTF-8 "
+        "(that spec is left out)\n"
+    )
     # `runner tasks` names it the same way, however the file was given
     for given in ("specs/s", str(spec / "tasks.md")):
         shown = cli(tmp_path, "tasks", given)

@@ -45,3 +45,44 @@ def test_a_box_ticked_by_neither_runner_nor_a_person_is_still_the_jobs_to_tick(t
     assert ticker.complete_rest() == ["T002"]
     assert events == ["tick T002"] and ticker.ticked == ["T002"]
     assert ticker.open_tasks() == []
+
+
+def test_a_read_that_catches_an_agent_rewriting_tasks_md_in_place_waits_for_the_rest(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from runner.agents.ticks import tasks_holding
+    from runner.tasks import load_tasks
+
+    tasks, ready = tmp_path / "tasks.md", tmp_path / "ready"
+    text = "- [ ] T001 First\n- [ ] T002 Second\n"
+    tasks.write_text(text)
+    # CLI agents saving the file as `open(path, "w").write(...)` does, over and over: each time
+    # it is empty for a moment.
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import pathlib, sys, time\n"
+            "while True:\n"
+            "    f = open(sys.argv[1], 'w'); f.flush(); time.sleep(0.002); f.write(sys.argv[2]); f.close()\n"
+            "    pathlib.Path(sys.argv[3]).touch()\n"
+            "    time.sleep(0.02)\n",
+            str(tasks),
+            text,
+            str(ready),
+        ]
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        caught = False  # the race is real: a plain read catches the file empty
+        while not caught and time.monotonic() < deadline:
+            caught = "T002" not in {t.id for t in load_tasks(tasks).tasks}
+        assert caught
+        assert all("T002" in {t.id for t in tasks_holding(tasks, {"T002"}).tasks} for _ in range(300))
+    finally:
+        writer.kill()
+        writer.wait()

@@ -21,7 +21,7 @@ from runner.agents.loop import AgentLoop, Model, Outcome, Report
 from runner.agents.record import record_features, record_implementation
 from runner.agents.sandbox import Sandbox
 from runner.agents.templates import PromptValues, render
-from runner.agents.ticks import TaskTicker, Workspace
+from runner.agents.ticks import TaskTicker, Workspace, tasks_holding
 from runner.agents.tools import Tools
 from runner.artifacts import JOB_FILES
 from runner.budget import Limits
@@ -70,7 +70,8 @@ def run_agent_job(ctx: JobContext) -> JobResult:
     assert agent is not None
     log = JobLog(ctx.log_path)
     tasks_path = project.root / spec.tasks_path
-    tasks = load_tasks(tasks_path) if tasks_path.exists() else None
+    wanted = {job.group.id} if job.group is not None else set()
+    tasks = tasks_holding(tasks_path, wanted) if tasks_path.exists() else None
     task_ids: list[str] = []
     block = None
     if job.group is not None:

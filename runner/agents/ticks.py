@@ -138,7 +138,7 @@ class TaskTicker:
         """Tick every open required task of the assignment (the agent reported it done and verify
         passed) but the disputed ones and the tasks above them."""
         assert self.tasks_path is not None
-        tasks = load_tasks(self.tasks_path)
+        tasks = self._current_tasks()
         held = set()
         for task_id in self.disputed:
             with contextlib.suppress(KeyError):  # no longer in the file: nothing to hold
@@ -167,11 +167,15 @@ class TaskTicker:
         settled = self._ticked_at_start | set(self.ticked) | marked
         return [
             t
-            for t in load_tasks(self.tasks_path).tasks
+            for t in self._current_tasks().tasks
             if (not t.checked or t.id not in settled)
             and not t.optional
             and (self.allowed is None or t.id in self.allowed)
         ]
+
+    def _current_tasks(self) -> TaskList:
+        assert self.tasks_path is not None
+        return tasks_holding(self.tasks_path, self.allowed or set())
 
     def _tick(self, targets: list[Task]) -> list[str]:
         """Tick the targets; parents whose required sub-tasks are now all done are ticked too.
@@ -180,7 +184,7 @@ class TaskTicker:
         their own tasks in the same file at the same time.
         """
         assert self.tasks_path is not None
-        tasks = load_tasks(self.tasks_path)
+        tasks = self._current_tasks()
         mine = {t.id for t in targets}
         for t in targets:
             parent = t.parent
@@ -348,6 +352,18 @@ class TaskTicker:
             f"Note: that command changed {self.rel} ({what}). tasks.md is guarded, so the runner "
             "undid those changes. Tick tasks with CompleteTask."
         )
+
+
+def tasks_holding(path: Path, task_ids: set[str]) -> TaskList:
+    """tasks.md as it is now. A read that lacks some of `task_ids` may have caught a CLI agent
+    halfway through rewriting the file in place (truncate, then write; with -j, another job's agent
+    may be at it), so it is read again, for up to a fifth of a second, before it counts."""
+    deadline = time.monotonic() + 0.2
+    while True:
+        tasks = load_tasks(path)
+        if task_ids <= {t.id for t in tasks.tasks} or time.monotonic() > deadline:
+            return tasks
+        time.sleep(0.005)
 
 
 def tasks_text(data: bytes) -> tuple[str, bool]:

@@ -423,12 +423,7 @@ def _paragraph(state: StateBlock, startLine: int, endLine: int, silent: bool) ->
         if terminator(state, nextLine, endLine, True):
             break
         nextLine += 1
-    first, indent = bMarks[startLine], state.blkIndent
-    if nextLine == startLine + 1 and "\t" not in src[first : first + indent]:
-        lines = src[first + min(indent, tShift[startLine]) : eMarks[startLine]]  # as getLines does
-    else:
-        lines = state.getLines(startLine, nextLine, indent, False)
-    content = lines.strip(_TRIM)
+    content = state.getLines(startLine, nextLine, state.blkIndent, False).strip(_TRIM)
     if underline:
         marker = src[underline.start()]
         tag = "h1" if marker == "=" else "h2"
@@ -474,6 +469,10 @@ class _State(StateBlock):
         indentation, so a line's text starts `min(indent, tShift)` characters in.
         """
         src, bMarks, eMarks, tShift = self.src, self.bMarks, self.eMarks, self.tShift
+        if end == begin + 1 and not keepLastLF:  # one line, as most paragraphs are: nothing to join
+            start = bMarks[begin]
+            if "\t" not in src[start : start + indent]:
+                return src[start + min(indent, tShift[begin]) : eMarks[begin]]
         parts = []
         for line in range(begin, end):
             start = bMarks[line]

@@ -432,24 +432,33 @@ def log(job: str) -> None:
         raise UserError(f"'{job}' is not a job id (SPEC:PHASE or SPEC:PHASE:TASK)")
     spec = project.spec(parts[0])
     phase = project.workflow.phase(parts[1])
+
+    def task_jobs() -> tuple[list[str], str]:
+        """The task phase's group ids, and its task jobs as a list for a message."""
+        ids = [g.id for g in project.task_groups(spec)]
+        return ids, ", ".join(f"{parts[0]}:{parts[1]}:{i}" for i in ids)
+
     if phase.each == "task" and len(parts) == 2:
-        groups = ", ".join(f"{job}:{g.id}" for g in project.task_groups(spec)) or "none yet"
-        raise UserError(f"{job} is a phase of task jobs; name one: {groups}")
+        raise UserError(f"{job} is a phase of task jobs; name one: {task_jobs()[1] or 'none yet'}")
     folder = job_dir(project.artifacts_dir(spec, parts[1]), parts[2] if len(parts) > 2 else None)
     transcript, log_file, output = folder / "transcript.jsonl", folder / "log", folder / "output.log"
     if transcript.exists():
         for line in render_transcript(transcript):
             click.echo(line)
-    elif log_file.exists():
+        return
+    if log_file.exists():
         click.echo(log_file.read_text(encoding="utf-8", errors="replace"), nl=False)
         if output.exists():  # a CLI agent's own words, next to what runner did around it
             click.echo(f"--- the agent's output ({project.rel(output)}) ---")
             click.echo(output.read_text(encoding="utf-8", errors="replace"), nl=False)
-    elif phase.each == "task" and parts[2:3] and parts[2] not in {g.id for g in project.task_groups(spec)}:
-        groups = ", ".join(f"{':'.join(parts[:2])}:{g.id}" for g in project.task_groups(spec)) or "none"
-        raise UserError(f"no task group '{parts[2]}' in {spec.tasks_path} (its task jobs: {groups})")
-    else:
-        raise UserError(f"{job} has no transcript or log yet (looked in {project.rel(folder)})")
+        return
+    if phase.each == "task":
+        ids, listed = task_jobs()
+        if parts[2] not in ids:
+            raise UserError(
+                f"no task group '{parts[2]}' in {spec.tasks_path} (its task jobs: {listed or 'none'})"
+            )
+    raise UserError(f"{job} has no transcript or log yet (looked in {project.rel(folder)})")
 
 
 # --- watch ---------------------------------------------------------------------------------------

@@ -147,7 +147,7 @@ class TaskTicker:
                 while task.parent is not None:
                     task = tasks.get(task.parent)
                     held.add(task.id)
-        return self._tick([t for t in self._open()[::-1] if t.id not in held])  # children first
+        return self._tick([t for t in self._open(tasks)[::-1] if t.id not in held])  # children first
 
     def _dispute(self, diff: TasksDiff) -> None:
         changed = {*diff.removed, *diff.reworded}
@@ -156,18 +156,18 @@ class TaskTicker:
     def open_tasks(self) -> list[str]:
         return [t.id for t in self._open()]
 
-    def _open(self) -> list[Task]:
+    def _open(self, tasks: TaskList | None = None) -> list[Task]:
         """The assignment's required tasks that are not ticked yet, in document order. A box ticked
         since the job started by neither runner nor a person (`runner check`) still counts as open:
         with -j, what shows it ticked may be another CLI agent's stale copy of the file, whose repair
-        then takes the tick back; ticked by runner, it stays."""
+        then takes the tick back; ticked by runner, it stays. `tasks`: the file as just read."""
         if self.tasks_path is None or not self.tasks_path.exists():
             return []
         marked = {task_id for task_id, checked in self.person_marks().items() if checked}
         settled = self._ticked_at_start | set(self.ticked) | marked
         return [
             t
-            for t in self._current_tasks().tasks
+            for t in (tasks if tasks is not None else self._current_tasks()).tasks
             if (not t.checked or t.id not in settled)
             and not t.optional
             and (self.allowed is None or t.id in self.allowed)

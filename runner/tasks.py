@@ -54,7 +54,6 @@ _HEAD = re.compile(
 _MARKER = re.compile(r"\[([^\]]+)\]")
 _SEPARATOR = re.compile(r"^(?:[-–—:]|\|)[ \t]+")
 _NUMERIC_ID = re.compile(r"\d+(?:\.\d+)+")
-_NUMBER = re.compile(r"\d+(?:\.\d+)*")
 _REQUIREMENTS = re.compile(
     r"^[ \t>]*(?:(?:[-*+]|\d+[.)])[ \t]+)?[_*]*(?:validates:[ \t]*requirements?\b|requirements?\b[_*]*:)[_*]*[ \t]*(.*)$",
     re.IGNORECASE,
@@ -146,8 +145,8 @@ def id_forms(task_id: str) -> tuple[str, ...]:
         task_id = task_id[:-1]
         forms.append(task_id)
     if task_id.isdigit():
-        forms.append(task_id + ".0")
-    if _NUMBER.fullmatch(task_id):
+        forms += [task_id + ".0", f"Task {task_id}"]
+    elif _NUMERIC_ID.fullmatch(task_id):
         forms.append(f"Task {task_id}")
     return tuple(forms)
 
